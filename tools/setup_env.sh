@@ -12,6 +12,10 @@
 # keyed by python, torch and CUDA versions, so a rerun takes seconds.
 set -Eeuo pipefail
 
+# Everything runs inside main(), which bash parses whole before running it,
+# so editing this file during a set-up cannot derail the run.
+main() {
+
 TORCH_VERSION=2.14.1
 TORCHVISION_VERSION=0.29.1
 MMENGINE_VERSION=0.10.7
@@ -130,7 +134,9 @@ print(f"py{sys.version_info[0]}{sys.version_info[1]}-torch{torch.__version__}"
     # torch >= 2.10 headers need C++20; mmcv 2.1.0 hard-codes C++17.
     grep -q -- '-std=c++17' "$src/setup.py"
     sed -i 's/-std=c++17/-std=c++20/g' "$src/setup.py"
-    n_sources=$(find "$src/mmcv/ops/csrc/pytorch" -maxdepth 2 -name '*.cpp' | wc -l)
+    # CPU build: csrc/pytorch/*.cpp and csrc/pytorch/cpu/*.cpp (more with CUDA).
+    n_sources=$(ls "$src"/mmcv/ops/csrc/pytorch/*.cpp \
+      "$src"/mmcv/ops/csrc/pytorch/cpu/*.cpp | wc -l)
     (
       while sleep 30; do
         n=$(find "$src" -name '*.o' 2>/dev/null | wc -l)
@@ -178,3 +184,6 @@ print(f'torch {torch.__version__} | mmengine {mmengine.__version__} | '
 PY
 trap - ERR
 printf '\nset-up done in %ds; python: %s\n' "$((SECONDS - started))" "$py"
+}
+
+main "$@"

@@ -1,0 +1,9 @@
+# PoolFormer-M36 with the S12 recipe.
+_base_ = './fpn_poolformer-s12_8xb4-40k_ade20k-512x512.py'
+
+checkpoint = 'https://github.com/sail-sg/poolformer/releases/download/v1.0/poolformer_m36.pth.tar'  # noqa: E501
+model = dict(
+    backbone=dict(
+        arch='m36',
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint)),
+    neck=dict(in_channels=[96, 192, 384, 768]))

@@ -1,0 +1,9 @@
+# PoolFormer-M48 with the S12 recipe (no published result for it).
+_base_ = './mask-rcnn_poolformer-s12_fpn_1x_coco.py'
+
+checkpoint = 'https://github.com/sail-sg/poolformer/releases/download/v1.0/poolformer_m48.pth.tar'  # noqa: E501
+model = dict(
+    backbone=dict(
+        arch='m48',
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint)),
+    neck=dict(in_channels=[96, 192, 384, 768]))

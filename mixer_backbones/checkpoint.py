@@ -1,0 +1,147 @@
+"""Reading checkpoints safely.
+
+Every checkpoint, pretrained or resumed, is read with
+``torch.load(weights_only=True)``: a pickle can only rebuild tensors,
+containers and an explicit list of plain-data types, never run code.  The
+list holds exactly what mmengine's own checkpoints and the published
+pretrained files carry (mmengine's ``HistoryBuffer``, numpy arrays and
+scalars, ``argparse.Namespace`` training arguments).  Importing this package
+registers the list with torch, so mmengine's runner (``--resume``) and the
+hosts' ``tools/test.py`` read training checkpoints again under
+torch >= 2.6 without falling back to ``weights_only=False``.
+"""
+import argparse
+import os
+import os.path as osp
+import pickle
+import zipfile
+from typing import Any, Dict, List, Mapping
+
+import numpy as np
+import torch
+
+URL_PREFIXES = ('http://', 'https://')
+HF_PREFIX = 'hf-hub:'
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be read, or does not fit the model."""
+
+
+def _numpy_globals() -> List[Any]:
+    """The numpy callables and classes needed to unpickle arrays and
+    scalars, for numpy 1.x and 2.x."""
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray
+    found = [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype]
+    dtype_classes = getattr(np, 'dtypes', None)
+    if dtype_classes is not None:
+        found += [
+            getattr(dtype_classes, name) for name in dir(dtype_classes)
+            if name.endswith('DType')
+        ]
+    return found
+
+
+def safe_globals() -> List[Any]:
+    """The non-tensor types a checkpoint may contain."""
+    types = _numpy_globals() + [argparse.Namespace]
+    try:
+        from mmengine.logging.history_buffer import HistoryBuffer
+        types.append(HistoryBuffer)
+    except ImportError:  # pragma: no cover - mmengine is a dependency
+        pass
+    return types
+
+
+def register_safe_globals() -> None:
+    """Allow mmengine's checkpoint types in ``torch.load(weights_only=True)``
+    process-wide (what the runner and the hosts' tools call)."""
+    add = getattr(torch.serialization, 'add_safe_globals', None)
+    if add is not None:
+        add(safe_globals())
+
+
+def resolve_checkpoint_path(filename: str) -> str:
+    """A local path for ``filename``: a path, an http(s) URL (downloaded
+    once into torch's hub cache) or ``hf-hub:<repo>[:<file>]``."""
+    filename = os.fspath(filename)
+    if filename.startswith(URL_PREFIXES):
+        cache = osp.join(torch.hub.get_dir(), 'checkpoints')
+        os.makedirs(cache, exist_ok=True)
+        local = osp.join(cache, osp.basename(filename.split('?')[0]))
+        if not osp.exists(local):
+            torch.hub.download_url_to_file(filename, local, progress=True)
+        return local
+    if filename.startswith(HF_PREFIX):
+        from huggingface_hub import hf_hub_download
+        repo, _, name = filename[len(HF_PREFIX):].partition(':')
+        return hf_hub_download(repo, name or 'model.safetensors')
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint file not found: {filename!r}')
+    return filename
+
+
+def load_checkpoint_file(filename: str, map_location: str = 'cpu') -> Any:
+    """Read a ``.pth``/``.pth.tar``/``.bin`` or ``.safetensors`` file safely.
+
+    Raises:
+        FileNotFoundError: ``filename`` does not exist.
+        CheckpointError: the file is truncated, corrupt, not a checkpoint,
+            or holds objects outside the allowed types (code is never run).
+    """
+    path = resolve_checkpoint_path(filename)
+    if path.endswith('.safetensors'):
+        from safetensors.torch import load_file
+        try:
+            return load_file(path, device=str(map_location))
+        except Exception as err:
+            raise CheckpointError(f'cannot read safetensors checkpoint '
+                                  f'{filename!r}: {err}') from err
+    try:
+        with torch.serialization.safe_globals(safe_globals()):
+            return torch.load(path, map_location=map_location,
+                              weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f'refusing to load {filename!r}: it holds objects outside the '
+            f'types a checkpoint needs (tensors, containers, numpy data, '
+            f'mmengine HistoryBuffer), and unpickling them could run code. '
+            f'Details: {err}') from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
+            OSError) as err:
+        raise CheckpointError(
+            f'cannot read checkpoint {filename!r} (truncated or corrupt?): '
+            f'{type(err).__name__}: {err}') from err
+
+
+def extract_state_dict(checkpoint: Any) -> Dict[str, torch.Tensor]:
+    """The tensor dict inside a checkpoint: unwraps ``state_dict``,
+    ``model`` or ``module`` entries and a DataParallel ``module.`` prefix."""
+    state = checkpoint
+    for key in ('state_dict', 'model', 'module'):
+        if isinstance(state, Mapping) and key in state and isinstance(
+                state[key], Mapping):
+            state = state[key]
+            break
+    if not isinstance(state, Mapping):
+        raise CheckpointError(
+            f'checkpoint holds a {type(state).__name__}, not a state dict')
+    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError('checkpoint holds no tensors; top-level keys: '
+                              f'{list(state)[:10]}')
+    if all(k.startswith('module.') for k in tensors):
+        tensors = {k[len('module.'):]: v for k, v in tensors.items()}
+    return tensors
+
+
+def strip_prefix(state_dict: Mapping[str, torch.Tensor],
+                 prefix: str) -> Dict[str, torch.Tensor]:
+    """Keep the entries under ``prefix`` with the prefix removed."""
+    return {
+        k[len(prefix):]: v
+        for k, v in state_dict.items() if k.startswith(prefix)
+    }

@@ -1,0 +1,91 @@
+"""Glue between the command-line tools and mmengine's Runner.
+
+Kept in the package (not in ``tools/``) so that every entry point applies
+the same rules: where the work directory goes, what ``--amp`` and
+``--resume`` mean, and how a launch without GPUs is made to work.
+"""
+import os
+import os.path as osp
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+from mmengine.config import Config
+
+
+def default_work_dir(config_path: str) -> str:
+    """``./work_dirs/<config name>``, mmdet's and mmseg's convention."""
+    return osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
+
+
+def load_config(path: str,
+                cfg_options: Optional[dict] = None,
+                work_dir: Optional[str] = None,
+                launcher: str = 'none') -> Config:
+    """Read a config, merge ``--cfg-options`` and set the launcher and the
+    work directory (argument, then config, then the default)."""
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = default_work_dir(path)
+    setup_cpu_distributed(cfg)
+    return cfg
+
+
+def enable_amp(cfg: Config) -> None:
+    """Train with automatic mixed precision (dynamic loss scaling)."""
+    wrapper = cfg.optim_wrapper
+    if wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
+        return
+    wrapper.type = 'AmpOptimWrapper'
+    wrapper.setdefault('loss_scale', 'dynamic')
+
+
+def set_resume(cfg: Config, resume: Optional[str]) -> None:
+    """``'auto'`` resumes from the work dir's latest checkpoint, a path
+    from that checkpoint; ``None`` leaves the config as it is."""
+    if resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif resume is not None:
+        cfg.resume = True
+        cfg.load_from = resume
+
+
+def setup_cpu_distributed(cfg: Config) -> None:
+    """Make the ``pytorch`` launcher work on a machine without GPUs.
+
+    mmengine's launcher calls ``torch.cuda.set_device`` and wraps the model
+    with ``device_ids=[LOCAL_RANK]``, both of which fail without CUDA. When
+    no GPU is visible, join the process group with gloo here (mmengine
+    then skips its own initialisation) and wrap the model without device
+    ids, i.e. CPU DistributedDataParallel.
+    """
+    if cfg.launcher != 'pytorch' or torch.cuda.is_available():
+        return
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+    cfg.env_cfg.dist_cfg.backend = 'gloo'
+    if not dist.is_initialized():
+        dist.init_process_group(
+            backend='gloo',
+            rank=int(os.environ['RANK']),
+            world_size=int(os.environ['WORLD_SIZE']))
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel',
+        broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+
+
+def build_runner(cfg: Config):
+    """The runner the config asks for (``runner_type``) or mmengine's."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)

@@ -1,0 +1,415 @@
+"""The dense-backbone contract, written once for every family.
+
+A family builds ``self.stem`` and a list of *units* (``self.stages`` for the
+hierarchical families, ``self.blocks`` for the isotropic ConvMixer) and
+declares its arch table and checkpoint converter; this class provides what
+must mean the same in every family: ``arch`` parsing, ``out_indices``,
+per-level output norms, ``frozen_stages``, ``norm_eval``, ``with_cp``,
+input checks and pretrained loading that refuses what does not fit.
+"""
+import copy
+import functools
+from contextlib import contextmanager, nullcontext
+from typing import (Callable, Dict, Iterator, List, Mapping, Optional,
+                    Sequence, Tuple, Union)
+
+import torch
+import torch.nn as nn
+import torch.utils.checkpoint as cp
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..checkpoint import (CheckpointError, extract_state_dict,
+                          load_checkpoint_file, strip_prefix)
+from .layers import GroupNorm1
+
+StateDict = Dict[str, torch.Tensor]
+
+
+@contextmanager
+def frozen_batchnorm_statistics(module: nn.Module) -> Iterator[None]:
+    """Run ``module`` with its BatchNorms normalising by batch statistics
+    (in training mode) but not updating their running statistics.
+
+    Gradient checkpointing recomputes a block's forward during backward;
+    without this, every train-mode BatchNorm in the block would update its
+    running mean and variance a second time per step.
+    """
+    norms = [
+        m for m in module.modules()
+        if isinstance(m, _BatchNorm) and m.training and m.track_running_stats
+    ]
+    for norm in norms:
+        norm.track_running_stats = False
+    try:
+        yield
+    finally:
+        for norm in norms:
+            norm.track_running_stats = True
+
+
+def _recompute_contexts(module: nn.Module):
+    return nullcontext(), frozen_batchnorm_statistics(module)
+
+
+def checkpointed(module: nn.Module, *args: torch.Tensor) -> torch.Tensor:
+    """``module(*args)`` with its activations recomputed in backward
+    instead of stored; outputs, gradients and BatchNorm statistics are the
+    same as a plain call."""
+    return cp.checkpoint(
+        module,
+        *args,
+        use_reentrant=False,
+        context_fn=functools.partial(_recompute_contexts, module))
+
+
+class BaseDenseBackbone(BaseModule):
+    """Base class of the package's dense-prediction backbones.
+
+    Subclasses set the class attributes below, build ``self.stem`` and the
+    module list named by ``unit_name``, then call :meth:`_setup_outputs`.
+
+    Attributes:
+        arch_zoo (dict): Named variants, ``{name: settings}``.
+        arch_keys (tuple): Keys a custom ``arch`` dict must provide.
+        unit_name (str): Attribute holding the selectable units.
+        unit_word (str): What a unit is called in messages.
+        classifier_prefixes (tuple): Checkpoint keys (after conversion) that
+            belong to the classification model and are ignored on loading.
+        min_input_size (int): Smallest input height/width accepted.
+    """
+    arch_zoo: Dict[str, dict] = {}
+    arch_keys: Tuple[str, ...] = ()
+    unit_name = 'stages'
+    unit_word = 'stage'
+    classifier_prefixes: Tuple[str, ...] = ('head.', 'norm.')
+    min_input_size = 1
+    arch_name = 'custom'
+
+    def __init__(self, init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+
+    def init_arch(self, arch: Union[str, dict]) -> dict:
+        """Parse ``arch`` and remember its name for messages."""
+        self.arch_settings = self.parse_arch(arch)
+        self.arch_name = arch.lower() if isinstance(arch, str) else 'custom'
+        return self.arch_settings
+
+    # ----------------------------------------------------------- arch ----
+    @classmethod
+    def parse_arch(cls, arch: Union[str, dict]) -> dict:
+        """Settings for ``arch``: a key of ``arch_zoo`` or a custom dict."""
+        if isinstance(arch, str):
+            key = arch.lower()
+            if key not in cls.arch_zoo:
+                raise ValueError(
+                    f'{cls.__name__}: unknown arch {arch!r}; valid archs: '
+                    f'{", ".join(cls.arch_zoo)} (or a dict with keys '
+                    f'{", ".join(cls.arch_keys)})')
+            return copy.deepcopy(cls.arch_zoo[key])
+        if isinstance(arch, Mapping):
+            missing = [k for k in cls.arch_keys if k not in arch]
+            if missing:
+                raise ValueError(f'{cls.__name__}: custom arch {dict(arch)} '
+                                 f'lacks the keys {missing}')
+            return copy.deepcopy(dict(arch))
+        raise TypeError(f'{cls.__name__}: arch must be a str or a dict, '
+                        f'got {type(arch).__name__} {arch!r}')
+
+    # -------------------------------------------------------- outputs ----
+    @property
+    def units(self) -> nn.ModuleList:
+        return getattr(self, self.unit_name)
+
+    def _setup_outputs(self,
+                       in_channels: int,
+                       out_indices: Union[int, Sequence[int]],
+                       frozen_stages: int,
+                       norm_eval: bool,
+                       with_cp: bool,
+                       unit_channels: Sequence[int],
+                       out_norm: Optional[Callable[[int], nn.Module]] = (
+                           GroupNorm1)) -> None:
+        """Validate the contract arguments, build the output norms of the
+        requested levels and apply freezing.
+
+        Args:
+            unit_channels: Channels of each unit's output.
+            out_norm: Factory ``channels -> module`` of the per-level output
+                norm, or ``None`` for none.
+        """
+        num_units = len(self.units)
+        self.in_channels = in_channels
+        self.out_indices = self._normalize_out_indices(out_indices, num_units)
+        if not isinstance(frozen_stages, int) or not (
+                -1 <= frozen_stages <= num_units):
+            raise ValueError(
+                f'{type(self).__name__}: frozen_stages={frozen_stages!r} is '
+                f'out of range; valid: -1 (nothing), 0 (stem) ... '
+                f'{num_units} (stem and all {num_units} {self.unit_word}s)')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+        self.out_channels = [unit_channels[i] for i in self.out_indices]
+        self.out_norms = nn.ModuleDict()
+        if out_norm is not None:
+            for i in self.out_indices:
+                self.out_norms[str(i)] = out_norm(unit_channels[i])
+        self._freeze()
+
+    def _normalize_out_indices(self, out_indices, num_units) -> Tuple[int]:
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        if not isinstance(out_indices, Sequence) or not out_indices:
+            raise TypeError(f'{type(self).__name__}: out_indices must be an '
+                            f'int or a non-empty sequence of ints, got '
+                            f'{out_indices!r}')
+        normalized = []
+        for index in out_indices:
+            if not isinstance(index, int) or not (-num_units <= index <
+                                                   num_units):
+                raise ValueError(
+                    f'{type(self).__name__}: out_indices contains '
+                    f'{index!r}, out of range for {num_units} '
+                    f'{self.unit_word}s; valid: {-num_units} ... '
+                    f'{num_units - 1}')
+            normalized.append(index % num_units)
+        if len(set(normalized)) != len(normalized):
+            raise ValueError(f'{type(self).__name__}: out_indices '
+                             f'{tuple(out_indices)} name a '
+                             f'{self.unit_word} twice')
+        return tuple(sorted(normalized))
+
+    # -------------------------------------------------------- forward ----
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a clear error for inputs the network cannot take."""
+        if x.dim() != 4:
+            raise ValueError(f'{type(self).__name__} expects a 4-D NCHW '
+                             f'input, got shape {tuple(x.shape)}')
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f'{type(self).__name__} was built for in_channels='
+                f'{self.in_channels} but got an input with {x.shape[1]} '
+                f'channels (shape {tuple(x.shape)})')
+        if min(x.shape[-2:]) < self.min_input_size:
+            raise ValueError(
+                f'{type(self).__name__}: input of size '
+                f'{tuple(x.shape[-2:])} is smaller than the minimum '
+                f'{self.min_input_size}x{self.min_input_size}')
+
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stem(x)
+
+    def forward_unit(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """Run unit ``index``; the default runs it whole, checkpointed when
+        ``with_cp`` is set. Hierarchical families override it to checkpoint
+        block by block."""
+        return self.run_block(self.units[index], x)
+
+    def run_block(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if self.with_cp and self.training and torch.is_grad_enabled() and (
+                x.requires_grad or any(p.requires_grad
+                                       for p in block.parameters())):
+            return checkpointed(block, x)
+        return block(x)
+
+    def forward_outputs(self, features: List[torch.Tensor]) -> tuple:
+        """Map the selected units' outputs to the returned tuple."""
+        return tuple(
+            self.out_norms[str(i)](feature) if str(i) in self.out_norms
+            else feature for i, feature in zip(self.out_indices, features))
+
+    def forward(self, x: torch.Tensor) -> tuple:
+        self.check_input(x)
+        x = self.forward_stem(x)
+        features = []
+        for index in range(self.out_indices[-1] + 1):
+            x = self.forward_unit(index, x)
+            if index in self.out_indices:
+                features.append(x)
+        return self.forward_outputs(features)
+
+    # ----------------------------------------------- freezing, norm_eval --
+    def _frozen_modules(self) -> List[nn.Module]:
+        """The stem and units < ``frozen_stages`` with their output norms,
+        and the units after the last output (they never get a gradient, so
+        DDP must not wait for one)."""
+        modules = []
+        if self.frozen_stages >= 0:
+            modules.append(self.stem)
+        for index, unit in enumerate(self.units):
+            if index < self.frozen_stages or index > self.out_indices[-1]:
+                modules.append(unit)
+                if str(index) in self.out_norms:
+                    modules.append(self.out_norms[str(index)])
+        return modules
+
+    def _freeze(self) -> None:
+        for module in self._frozen_modules():
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'BaseDenseBackbone':
+        super().train(mode)
+        self._freeze()
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if isinstance(module, _BatchNorm):
+                    module.eval()
+        return self
+
+    # ---------------------------------------------------------- weights --
+    @classmethod
+    def convert_checkpoint(cls, state_dict: StateDict) -> Tuple[StateDict,
+                                                                str]:
+        """Convert a state dict in any published layout to this package's.
+
+        Returns the converted dict and the detected layout's name; a dict
+        already in this package's layout is returned unchanged.
+        """
+        raise NotImplementedError
+
+    def default_init(self) -> None:
+        """Initialise weights as for training from scratch: truncated
+        normal (std 0.02) for convolutions and linear layers, zero biases,
+        unit norms."""
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.trunc_normal_(module.weight, std=.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, (nn.GroupNorm, nn.LayerNorm, _BatchNorm)):
+                if module.weight is not None:
+                    nn.init.ones_(module.weight)
+                    nn.init.zeros_(module.bias)
+
+    def init_weights(self) -> None:
+        """Initialise from scratch, or from ``init_cfg=dict(type=
+        'Pretrained', checkpoint=..., prefix=None)`` in any published
+        layout (see :meth:`load_pretrained`)."""
+        cfg = self.init_cfg
+        if isinstance(cfg, Mapping) and cfg.get('type') == 'Pretrained':
+            self.default_init()
+            self.load_pretrained(cfg['checkpoint'], prefix=cfg.get('prefix'))
+            self._is_init = True
+        elif cfg is None:
+            self.default_init()
+            self._is_init = True
+        else:
+            super().init_weights()
+
+    def load_pretrained(self,
+                        checkpoint: str,
+                        prefix: Optional[str] = None) -> dict:
+        """Load weights from a file, URL or ``hf-hub:`` name, converting
+        from its layout (detected from its keys).
+
+        Nothing is loaded unless every weight of the backbone other than
+        the new output norms is in the checkpoint with the right shape, and
+        every checkpoint tensor is either used, or belongs to the
+        classification head or to the output norm of a level not requested;
+        otherwise :class:`CheckpointError` names the
+        first mismatches.
+
+        Returns:
+            dict: The report (``layout``, ``loaded``, ``new``, ``ignored``).
+        """
+        converted, layout = self.convert_checkpoint_file(checkpoint, prefix)
+        return self.load_converted(converted, source=checkpoint,
+                                   layout=layout)
+
+    @classmethod
+    def convert_checkpoint_file(cls,
+                                checkpoint: str,
+                                prefix: Optional[str] = None
+                                ) -> Tuple[StateDict, str]:
+        """Read ``checkpoint`` safely and convert it to this package's
+        layout; what both :meth:`load_pretrained` and
+        ``tools/convert_checkpoint.py`` run.
+
+        Args:
+            checkpoint (str): Path, URL or ``hf-hub:`` name.
+            prefix (str, optional): Keep only keys under this prefix (e.g.
+                ``'backbone.'`` of a detector checkpoint). By default a
+                ``backbone.`` prefix (mmpretrain, mmdet, mmseg files) is
+                detected and used.
+        """
+        state = extract_state_dict(load_checkpoint_file(checkpoint))
+        if prefix is None and any(k.startswith('backbone.') for k in state):
+            prefix = 'backbone.'
+        if prefix:
+            stripped = strip_prefix(state, prefix)
+            if not stripped:
+                raise CheckpointError(
+                    f'no key of {checkpoint!r} starts with prefix '
+                    f'{prefix!r}; first keys: {list(state)[:5]}')
+            state = stripped
+        try:
+            converted, layout = cls.convert_checkpoint(state)
+        except CheckpointError as err:
+            raise CheckpointError(f'{checkpoint!r}: {err}') from None
+        if prefix:
+            layout = f"{layout}, under '{prefix}'"
+        return converted, layout
+
+    def is_new_key(self, key: str) -> bool:
+        """Keys of this model that no classification checkpoint has."""
+        return key.startswith('out_norms.') or key.endswith(
+            'num_batches_tracked')
+
+    def load_converted(self,
+                       state_dict: StateDict,
+                       source: str = 'state dict',
+                       layout: str = 'mixer_backbones') -> dict:
+        """Load a state dict in this package's layout, all or nothing."""
+        own = self.state_dict()
+        missing = [
+            k for k in own if k not in state_dict and not self.is_new_key(k)
+        ]
+        new = [k for k in own if k not in state_dict and self.is_new_key(k)]
+        extra = [k for k in state_dict if k not in own]
+        ignored = [
+            k for k in extra
+            if k.startswith(self.classifier_prefixes + ('out_norms.', ))
+        ]
+        unexpected = [k for k in extra if k not in ignored]
+        mismatched = [(k, tuple(v.shape), tuple(own[k].shape))
+                      for k, v in state_dict.items()
+                      if k in own and v.shape != own[k].shape]
+        if missing or unexpected or mismatched:
+            problems = []
+            if mismatched:
+                problems.append(
+                    f'{len(mismatched)} shape mismatches (checkpoint vs '
+                    f'model), first: ' + ', '.join(
+                        f'{k} {a} vs {b}' for k, a, b in mismatched[:5]))
+            if missing:
+                problems.append(f'{len(missing)} weights of the model are '
+                                f'not in the checkpoint, first: {missing[:5]}')
+            if unexpected:
+                problems.append(f'{len(unexpected)} checkpoint tensors fit '
+                                f'nowhere in the model, first: '
+                                f'{unexpected[:5]}')
+            raise CheckpointError(
+                f'{source!r} ({layout} layout) does not fit '
+                f'{type(self).__name__}({self.arch_name}); nothing was '
+                f'loaded. ' + '; '.join(problems) +
+                '. Is it a checkpoint of another arch or another model?')
+        self.load_state_dict({k: v
+                              for k, v in state_dict.items() if k in own},
+                             strict=False)
+        report = dict(
+            layout=layout,
+            loaded=len(state_dict) - len(ignored),
+            new=new,
+            ignored=ignored)
+        print_log(
+            f'{type(self).__name__}({self.arch_name}): loaded '
+            f'{report["loaded"]} tensors from {source} ({layout} layout); '
+            f'newly initialised (not in the checkpoint): {new}; ignored '
+            f'(classification head, norms of levels not requested): '
+            f'{ignored}',
+            logger='current')
+        return report

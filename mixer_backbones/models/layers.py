@@ -1,0 +1,182 @@
+"""Building blocks shared by the model families.
+
+PoolFormer and EfficientFormer share the pooling token mixer, the 1x1-conv
+MLP and layer scale; every family shares stochastic depth.  Keeping them in
+one place keeps the two MetaFormer families numerically identical where
+their papers are.
+"""
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def build_activation(name: str) -> nn.Module:
+    """Return a fresh activation module for ``'gelu'``, ``'relu'`` or
+    ``'silu'`` (case-insensitive)."""
+    table = {'gelu': nn.GELU, 'relu': nn.ReLU, 'silu': nn.SiLU}
+    key = name.lower() if isinstance(name, str) else name
+    if key not in table:
+        raise ValueError(f'unknown activation {name!r}; valid: '
+                         f'{sorted(table)}')
+    return table[key]()
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop a whole residual branch per sample.
+
+    Args:
+        drop_prob (float): Probability of dropping the branch. Defaults to 0.
+    """
+
+    def __init__(self, drop_prob: float = 0.) -> None:
+        super().__init__()
+        self.drop_prob = float(drop_prob)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.drop_prob == 0. or not self.training:
+            return x
+        keep = 1. - self.drop_prob
+        shape = (x.shape[0], ) + (1, ) * (x.ndim - 1)
+        mask = x.new_empty(shape).bernoulli_(keep)
+        return x * mask.div_(keep)
+
+    def extra_repr(self) -> str:
+        return f'drop_prob={self.drop_prob}'
+
+
+class LayerScale(nn.Module):
+    """Per-channel learnable scale of a residual branch.
+
+    The scale is cast to the branch's dtype, so under autocast an fp32
+    parameter does not promote a half-precision residual stream to fp32.
+
+    Args:
+        channels (int): Number of channels.
+        init_value (float): Initial value of every scale.
+        channel_dim (int): The channel dimension of the inputs, ``1`` for
+            NCHW maps, ``-1`` for (B, N, C) tokens. Defaults to 1.
+    """
+
+    def __init__(self,
+                 channels: int,
+                 init_value: float,
+                 channel_dim: int = 1) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((channels, ), init_value))
+        self.channel_dim = channel_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight.to(x.dtype)
+        if self.channel_dim == 1 and x.ndim == 4:
+            weight = weight.view(-1, 1, 1)
+        return x * weight
+
+
+class GroupNorm1(nn.GroupNorm):
+    """GroupNorm with one group: normalises over (C, H, W) per sample."""
+
+    def __init__(self, num_channels: int, eps: float = 1e-5) -> None:
+        super().__init__(1, num_channels, eps=eps)
+
+
+class PoolingMixer(nn.Module):
+    """The pooling token mixer of MetaFormer: ``avg_pool(x) - x``.
+
+    The average excludes padding (``count_include_pad=False``), as in the
+    papers; subtracting ``x`` makes the block's residual add the pooled
+    value rather than the input twice.
+
+    Args:
+        pool_size (int): Pooling window. Defaults to 3.
+    """
+
+    def __init__(self, pool_size: int = 3) -> None:
+        super().__init__()
+        self.pool_size = pool_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = F.avg_pool2d(
+            x,
+            self.pool_size,
+            stride=1,
+            padding=self.pool_size // 2,
+            count_include_pad=False)
+        return pooled - x
+
+    def extra_repr(self) -> str:
+        return f'pool_size={self.pool_size}'
+
+
+class ConvMlp(nn.Module):
+    """Channel MLP on NCHW maps with 1x1 convolutions.
+
+    ``fc1 -> [norm1] -> act -> drop -> fc2 -> [norm2] -> drop``; the norms
+    (BatchNorm in EfficientFormer, none in PoolFormer) are present only
+    when ``with_norm`` is set.  Modules are registered in forward order so
+    that mmcv's ``fuse_conv_bn`` pairs each BatchNorm with its own conv.
+
+    Args:
+        in_channels (int): Input and output channels.
+        hidden_channels (int): Hidden channels.
+        act (str): Activation name. Defaults to ``'gelu'``.
+        with_norm (bool): Follow each conv with BatchNorm. Defaults to False.
+        drop (float): Dropout after the activation and at the end.
+            Defaults to 0.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 hidden_channels: int,
+                 act: str = 'gelu',
+                 with_norm: bool = False,
+                 drop: float = 0.) -> None:
+        super().__init__()
+        self.fc1 = nn.Conv2d(in_channels, hidden_channels, 1)
+        self.norm1 = (
+            nn.BatchNorm2d(hidden_channels) if with_norm else nn.Identity())
+        self.act = build_activation(act)
+        self.drop1 = nn.Dropout(drop) if drop > 0 else nn.Identity()
+        self.fc2 = nn.Conv2d(hidden_channels, in_channels, 1)
+        self.norm2 = (
+            nn.BatchNorm2d(in_channels) if with_norm else nn.Identity())
+        self.drop2 = nn.Dropout(drop) if drop > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.drop1(self.act(self.norm1(self.fc1(x))))
+        return self.drop2(self.norm2(self.fc2(x)))
+
+
+def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """Return a conv equal to ``bn(conv(x))`` with ``bn`` in eval mode.
+
+    Args:
+        conv (nn.Conv2d): A convolution, with or without bias.
+        bn (nn.BatchNorm2d): The BatchNorm that directly follows it.
+    """
+    if bn.running_var is None:
+        raise ValueError('cannot fold a BatchNorm without running statistics')
+    fused = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=True,
+        padding_mode=conv.padding_mode).to(conv.weight.device,
+                                           conv.weight.dtype)
+    with torch.no_grad():
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(
+            bn.running_mean)
+        fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+    return fused
+
+
+def maybe_identity(module: Optional[nn.Module]) -> nn.Module:
+    """``module`` itself, or ``nn.Identity()`` for ``None``."""
+    return nn.Identity() if module is None else module

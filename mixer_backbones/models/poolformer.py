@@ -1,0 +1,253 @@
+"""PoolFormer (MetaFormer with a pooling token mixer) as a dense backbone."""
+import re
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+
+from ..checkpoint import CheckpointError
+from ..registry import MODELS
+from .base import BaseDenseBackbone, StateDict
+from .layers import ConvMlp, DropPath, GroupNorm1, LayerScale, PoolingMixer
+
+
+class PoolFormerBlock(nn.Module):
+    """``x + ls1 * (pool(GN(x)) - GN(x))``, then ``x + ls2 * MLP(GN(x))``.
+
+    Args:
+        channels (int): Channels of the block.
+        mlp_ratio (float): Hidden width of the MLP over ``channels``.
+        pool_size (int): Pooling window of the token mixer.
+        drop_path (float): Stochastic depth of both branches.
+        layer_scale_init_value (float, optional): Initial layer scale;
+            ``None`` for no layer scale.
+    """
+
+    def __init__(self,
+                 channels: int,
+                 mlp_ratio: float = 4.,
+                 pool_size: int = 3,
+                 drop_path: float = 0.,
+                 layer_scale_init_value: Optional[float] = 1e-5) -> None:
+        super().__init__()
+        self.norm1 = GroupNorm1(channels)
+        self.token_mixer = PoolingMixer(pool_size)
+        self.layer_scale1 = self._layer_scale(channels, layer_scale_init_value)
+        self.norm2 = GroupNorm1(channels)
+        self.mlp = ConvMlp(channels, int(channels * mlp_ratio), act='gelu')
+        self.layer_scale2 = self._layer_scale(channels, layer_scale_init_value)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else (
+            nn.Identity())
+
+    @staticmethod
+    def _layer_scale(channels: int, init_value: Optional[float]) -> nn.Module:
+        if init_value is None:
+            return nn.Identity()
+        return LayerScale(channels, init_value)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(
+            self.layer_scale1(self.token_mixer(self.norm1(x))))
+        return x + self.drop_path(self.layer_scale2(self.mlp(self.norm2(x))))
+
+
+class PoolFormerStage(nn.Module):
+    """An optional stride-2 downsample conv followed by PoolFormer blocks."""
+
+    def __init__(self, downsample: Optional[nn.Module],
+                 blocks: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.downsample = downsample if downsample is not None else (
+            nn.Identity())
+        self.blocks = nn.Sequential(*blocks)
+
+
+@MODELS.register_module()
+class PoolFormer(BaseDenseBackbone):
+    """PoolFormer backbone with a 4/8/16/32 feature pyramid.
+
+    From `MetaFormer Is Actually What You Need for Vision
+    <https://arxiv.org/abs/2111.11418>`_: a conv stem of stride 4, then
+    four stages of blocks that mix tokens by average pooling, with a
+    stride-2 conv between stages. Each requested level gets a new
+    GroupNorm(1, C), as in the paper's detection and segmentation models.
+
+    Weights load from the sail-sg release, timm / Hugging Face files
+    (``.pth`` or ``.safetensors``), mmpretrain files and this package's own
+    layout (see :meth:`convert_checkpoint`) through
+    ``init_cfg=dict(type='Pretrained', checkpoint=PATH_OR_URL)``.
+
+    Args:
+        arch (str | dict): ``'s12'``, ``'s24'``, ``'s36'``, ``'m36'``,
+            ``'m48'`` or a dict with keys ``depths``, ``widths`` and
+            ``layer_scale_init_value``. Defaults to ``'s12'``.
+        in_channels (int): Input channels. Defaults to 3.
+        out_indices (Sequence[int] | int): Stages (0-3, negative allowed)
+            whose outputs are returned, at strides 4, 8, 16 and 32.
+            Defaults to ``(0, 1, 2, 3)``.
+        frozen_stages (int): -1 freezes nothing, 0 the stem, k the stem and
+            stages 0..k-1 with their output norms. Defaults to -1.
+        norm_eval (bool): Put BatchNorm layers in eval mode in ``train()``.
+            PoolFormer has none (it uses GroupNorm), so this only affects
+            BatchNorms a user adds. Defaults to False.
+        with_cp (bool): Checkpoint every block to save memory. Defaults to
+            False.
+        drop_path_rate (float): Stochastic depth, increasing linearly over
+            the blocks up to this rate. Defaults to 0.
+        layer_scale_init_value (float, optional): Overrides the arch's
+            initial layer scale (1e-5 for S12/S24, 1e-6 otherwise).
+            Defaults to None (the arch's value).
+        mlp_ratio (float): MLP hidden width over the block width.
+            Defaults to 4.
+        pool_size (int): Pooling window of the token mixer. Defaults to 3.
+        init_cfg (dict, optional): ``dict(type='Pretrained',
+            checkpoint=...)`` to load ImageNet weights. Defaults to None.
+
+    Example:
+        >>> import torch
+        >>> from mixer_backbones import PoolFormer
+        >>> model = PoolFormer('s12').eval()
+        >>> for level in model(torch.rand(1, 3, 800, 1216)):
+        ...     print(tuple(level.shape))
+        (1, 64, 200, 304)
+        (1, 128, 100, 152)
+        (1, 320, 50, 76)
+        (1, 512, 25, 38)
+    """
+    arch_zoo = {
+        's12': dict(depths=[2, 2, 6, 2], widths=[64, 128, 320, 512],
+                    layer_scale_init_value=1e-5),
+        's24': dict(depths=[4, 4, 12, 4], widths=[64, 128, 320, 512],
+                    layer_scale_init_value=1e-5),
+        's36': dict(depths=[6, 6, 18, 6], widths=[64, 128, 320, 512],
+                    layer_scale_init_value=1e-6),
+        'm36': dict(depths=[6, 6, 18, 6], widths=[96, 192, 384, 768],
+                    layer_scale_init_value=1e-6),
+        'm48': dict(depths=[8, 8, 24, 8], widths=[96, 192, 384, 768],
+                    layer_scale_init_value=1e-6),
+    }  # yapf: disable
+    arch_keys = ('depths', 'widths')
+    # The 7x7 stride-4 stem with padding 2 needs at least 3 pixels.
+    min_input_size = 3
+
+    def __init__(self,
+                 arch: Union[str, dict] = 's12',
+                 in_channels: int = 3,
+                 out_indices: Union[int, Sequence[int]] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 drop_path_rate: float = 0.,
+                 layer_scale_init_value: Optional[float] = None,
+                 mlp_ratio: float = 4.,
+                 pool_size: int = 3,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        settings = self.init_arch(arch)
+        depths, widths = settings['depths'], settings['widths']
+        if len(depths) != len(widths):
+            raise ValueError(f'PoolFormer arch: depths {depths} and widths '
+                             f'{widths} differ in length')
+        if layer_scale_init_value is None:
+            layer_scale_init_value = settings.get('layer_scale_init_value',
+                                                  1e-5)
+        self.stem = nn.Conv2d(
+            in_channels, widths[0], kernel_size=7, stride=4, padding=2)
+        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.stages = nn.ModuleList()
+        for i, (depth, width) in enumerate(zip(depths, widths)):
+            downsample = None if i == 0 else nn.Conv2d(
+                widths[i - 1], width, kernel_size=3, stride=2, padding=1)
+            first = sum(depths[:i])
+            blocks = [
+                PoolFormerBlock(width, mlp_ratio, pool_size,
+                                rates[first + j], layer_scale_init_value)
+                for j in range(depth)
+            ]
+            self.stages.append(PoolFormerStage(downsample, blocks))
+        self._setup_outputs(in_channels, out_indices, frozen_stages,
+                            norm_eval, with_cp, widths)
+
+    def forward_unit(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        stage = self.stages[index]
+        x = stage.downsample(x)
+        for block in stage.blocks:
+            x = self.run_block(block, x)
+        return x
+
+    # ---------------------------------------------------------- weights --
+    @classmethod
+    def convert_checkpoint(cls, state_dict: StateDict) -> Tuple[StateDict,
+                                                                str]:
+        """Convert a PoolFormer state dict to this package's layout.
+
+        Layouts, detected from the keys:
+
+        - ``mixer_backbones``: returned unchanged.
+        - ``timm``: ``stem.conv``, ``stages.{i}.downsample.conv``,
+          ``stages.{i}.blocks.{j}.layer_scale{1,2}.scale``, ``head.*``.
+        - ``sail-sg`` (the original release, also mmpretrain's names once
+          its ``backbone.`` prefix is gone): ``patch_embed.proj``,
+          ``network.{0,2,4,6}.{j}.*`` blocks, ``network.{1,3,5}.proj``
+          downsamples, ``layer_scale_{1,2}``; the classifier's final norm
+          is ``norm`` (``norm6`` in mmpretrain), while the original
+          detection/segmentation checkpoints carry per-level output norms
+          ``norm{0,2,4,6}``, loaded as ``out_norms.{0,1,2,3}``.
+        """
+        if 'stem.weight' in state_dict:
+            return dict(state_dict), 'mixer_backbones'
+        if 'stem.conv.weight' in state_dict:
+            return _convert_timm(state_dict), 'timm'
+        if 'patch_embed.proj.weight' in state_dict:
+            return _convert_sail(state_dict), 'sail-sg/mmpretrain'
+        raise CheckpointError(
+            'not a PoolFormer checkpoint in a known layout (mixer_backbones: '
+            "'stem.weight'; timm: 'stem.conv.weight'; sail-sg or "
+            "mmpretrain: 'patch_embed.proj.weight'); first keys: "
+            f'{list(state_dict)[:5]}')
+
+
+def _layer_scale(value: torch.Tensor) -> torch.Tensor:
+    return value.reshape(-1)
+
+
+def _convert_timm(state_dict: StateDict) -> StateDict:
+    converted = {}
+    for key, value in state_dict.items():
+        new = key.replace('stem.conv.', 'stem.')
+        new = new.replace('.downsample.conv.', '.downsample.')
+        if re.search(r'\.layer_scale[12]\.scale$', new):
+            new = new.replace('.scale', '.weight')
+            value = _layer_scale(value)
+        if new.startswith('head.norm.'):
+            new = new[len('head.'):]
+        converted[new] = value
+    return converted
+
+
+def _convert_sail(state_dict: StateDict) -> StateDict:
+    dense_norms = 'norm0.weight' in state_dict
+    converted: Dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        new = key
+        match = re.match(r'network\.(\d+)\.(.*)', key)
+        norm = re.match(r'norm(\d+)\.(.*)', key)
+        if key.startswith('patch_embed.proj.'):
+            new = 'stem.' + key[len('patch_embed.proj.'):]
+        elif match:
+            position, rest = int(match.group(1)), match.group(2)
+            if position % 2:  # downsample between stages
+                new = f'stages.{position // 2 + 1}.downsample.' + rest[
+                    len('proj.'):]
+            else:
+                new = f'stages.{position // 2}.blocks.' + rest
+                if re.search(r'\.layer_scale_[12]$', new):
+                    new = new.replace('layer_scale_', 'layer_scale') + (
+                        '.weight')
+                    value = _layer_scale(value)
+        elif norm and dense_norms:
+            new = f'out_norms.{int(norm.group(1)) // 2}.{norm.group(2)}'
+        elif norm:  # mmpretrain's name of the classifier's final norm
+            new = 'norm.' + norm.group(2)
+        converted[new] = value
+    return converted

@@ -1,0 +1,41 @@
+"""Evaluate a checkpoint with any mixer_backbones config.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR]
+        [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm|mpi]
+"""
+import argparse
+
+from mmengine.config import DictAction
+
+from mixer_backbones.engine import build_runner, load_config
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='where logs and metrics go')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.cfg_options, args.work_dir,
+                      args.launcher)
+    cfg.load_from = args.checkpoint
+    return build_runner(cfg).test()
+
+
+if __name__ == '__main__':
+    main()
