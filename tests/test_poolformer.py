@@ -357,3 +357,22 @@ def test_layer_scale_init_value():
     assert first_scale(PoolFormer(TINY)) == pytest.approx(1e-5)
     assert first_scale(PoolFormer('s12', layer_scale_init_value=0.1)) == (
         pytest.approx(0.1))
+
+
+def test_offline_converter_tool_matches_loading(tmp_path):
+    from conftest import run_tool
+    reference = perturbed_timm('s12', seed=3)
+    source = write_layout('mmpretrain', reference.state_dict(), tmp_path)
+    target = tmp_path / 'converted.safetensors'
+    result = run_tool('tools/convert_checkpoint.py', 'poolformer', source,
+                      target, '--arch', 's12')
+    assert "sail-sg/mmpretrain, under 'backbone.'" in result.stdout
+    converted = PoolFormer(
+        's12', init_cfg=dict(type='Pretrained', checkpoint=str(target)))
+    converted.init_weights()
+    original = PoolFormer(
+        's12', init_cfg=dict(type='Pretrained', checkpoint=source))
+    original.init_weights()
+    for key, value in original.state_dict().items():
+        if not key.startswith('out_norms.'):
+            assert torch.equal(value, converted.state_dict()[key]), key

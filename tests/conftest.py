@@ -1,0 +1,189 @@
+"""Shared fixtures: the toy datasets and short end-to-end runs of real
+configs through ``tools/train.py`` and ``tools/test.py``."""
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+@pytest.fixture(scope='session')
+def toy_coco(tmp_path_factory):
+    from mixer_backbones.toy_data import make_toy_coco
+    return make_toy_coco(
+        str(tmp_path_factory.mktemp('toy') / 'coco'),
+        num_train=8,
+        num_val=4,
+        image_size=(160, 128),
+        seed=0)
+
+
+@pytest.fixture(scope='session')
+def toy_ade20k(tmp_path_factory):
+    from mixer_backbones.toy_data import make_toy_ade20k
+    return make_toy_ade20k(
+        str(tmp_path_factory.mktemp('toy') / 'ade20k'),
+        num_train=8,
+        num_val=4,
+        image_size=(128, 128),
+        seed=0)
+
+
+# Derived configs: the real config with only the data, the schedule and
+# the number of classes changed, as a user adapting it would.
+_SHORT_SCHEDULE = """
+train_cfg = dict(
+    _delete_=True, type='IterBasedTrainLoop', max_iters={iters},
+    val_interval={iters})
+param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
+default_hooks = dict(
+    logger=dict(interval=1),
+    checkpoint=dict(by_epoch=False, interval={iters}))
+log_processor = dict(by_epoch=False)
+randomness = dict(seed=0)
+"""
+
+_COCO = """
+_base_ = '{base}'
+data_root = '{data_root}/'
+metainfo = dict(classes={classes!r})
+model = dict(backbone=dict(init_cfg=None{backbone}){heads})
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask={masks}),
+    dict(type='Resize', scale=(160, 128), keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(160, 128), keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask={masks}),
+    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape',
+                                          'img_shape', 'scale_factor')),
+]
+_data = dict(data_root=data_root, metainfo=metainfo)
+train_dataloader = dict(
+    batch_size=2, num_workers=0, persistent_workers=False,
+    dataset=dict(pipeline=train_pipeline, **_data))
+val_dataloader = dict(
+    batch_size=2, num_workers=0, persistent_workers=False,
+    dataset=dict(pipeline=test_pipeline, **_data))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file='{val_ann}')
+test_evaluator = val_evaluator
+"""
+
+_ADE20K = """
+_base_ = '{base}'
+data_root = '{data_root}/'
+crop_size = (64, 64)
+model = dict(
+    data_preprocessor=dict(size=crop_size),
+    backbone=dict(init_cfg=None{backbone}))
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='RandomResize', scale=(128, 64), ratio_range=(0.5, 2.0),
+         keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackSegInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(128, 64), keep_ratio=True),
+    dict(type='ResizeToMultiple', size_divisor=32),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='PackSegInputs'),
+]
+train_dataloader = dict(
+    batch_size=2, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=1, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+test_dataloader = val_dataloader
+"""
+
+
+def toy_config(base, data, tmp_path, iters=2, backbone=''):
+    """Write a config deriving from ``base`` (a path under configs/) that
+    trains ``iters`` iterations on the toy data ``data``.
+
+    Args:
+        backbone (str): Extra backbone settings, e.g. ``", arch='l1'"``.
+    """
+    base_path = osp.join(ROOT, base)
+    name = osp.basename(base)
+    if name.startswith('fpn_'):
+        text = _ADE20K.format(
+            base=base_path, data_root=data['root'], backbone=backbone)
+    else:
+        from mixer_backbones.toy_data import TOY_COCO_CLASSES
+        num = len(TOY_COCO_CLASSES)
+        masks = name.startswith('mask-rcnn')
+        heads = (f', roi_head=dict(bbox_head=dict(num_classes={num}), '
+                 f'mask_head=dict(num_classes={num}))' if masks else
+                 f', bbox_head=dict(num_classes={num})')
+        text = _COCO.format(
+            base=base_path,
+            data_root=data['root'],
+            classes=TOY_COCO_CLASSES,
+            backbone=backbone,
+            heads=heads,
+            masks=masks,
+            val_ann=data['val_ann'])
+    path = tmp_path / f'toy_{name}'
+    path.write_text(text + _SHORT_SCHEDULE.format(iters=iters))
+    return str(path)
+
+
+def run_tool(*args, env=None, timeout=900):
+    """Run ``python tools/<args>`` from the repository root; return the
+    completed process (stdout and stderr merged), failing with its output
+    when it fails."""
+    command = [sys.executable] + [str(a) for a in args]
+    merged_env = dict(os.environ, **(env or {}))
+    merged_env.setdefault('OMP_NUM_THREADS', '2')
+    result = subprocess.run(
+        command,
+        cwd=ROOT,
+        env=merged_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout)
+    if result.returncode != 0:
+        tail = '\n'.join(result.stdout.splitlines()[-60:])
+        pytest.fail(f'{" ".join(command)} exited with {result.returncode}:'
+                    f'\n{tail}')
+    return result
+
+
+def metric_values(output, pattern):
+    """All float values printed after ``pattern`` (a regex) in ``output``."""
+    return [float(v) for v in re.findall(pattern + r'\s*([0-9.]+)', output)]
+
+
+def train_then_test(config, work_dir, metric_patterns):
+    """``tools/train.py`` then ``tools/test.py`` on the last checkpoint;
+    returns ``{pattern: [values printed]}``, failing if a metric is not
+    printed."""
+    run_tool('tools/train.py', config, '--work-dir', work_dir)
+    checkpoints = sorted(
+        f for f in os.listdir(work_dir) if re.match(r'iter_\d+\.pth$', f))
+    assert checkpoints, f'no checkpoint written in {work_dir}'
+    result = run_tool('tools/test.py', config,
+                      osp.join(work_dir, checkpoints[-1]), '--work-dir',
+                      work_dir)
+    found = {p: metric_values(result.stdout, p) for p in metric_patterns}
+    missing = [p for p, values in found.items() if not values]
+    assert not missing, (f'{missing} not in the test output:\n' +
+                         textwrap.indent(result.stdout[-3000:], '  '))
+    return found
