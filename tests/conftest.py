@@ -144,11 +144,11 @@ def toy_config(base, data, tmp_path, iters=2, backbone=''):
     return str(path)
 
 
-def run_tool(*args, env=None, timeout=900):
-    """Run ``python tools/<args>`` from the repository root; return the
-    completed process (stdout and stderr merged), failing with its output
-    when it fails."""
-    command = [sys.executable] + [str(a) for a in args]
+def run_tool(*args, env=None, timeout=900, interpreter=None):
+    """Run ``python <args>`` (or ``interpreter <args>``) from the
+    repository root; return the completed process (stdout and stderr
+    merged), failing with its output when it fails."""
+    command = (interpreter or [sys.executable]) + [str(a) for a in args]
     merged_env = dict(os.environ, **(env or {}))
     merged_env.setdefault('OMP_NUM_THREADS', '2')
     result = subprocess.run(
@@ -187,3 +187,14 @@ def train_then_test(config, work_dir, metric_patterns):
     assert not missing, (f'{missing} not in the test output:\n' +
                          textwrap.indent(result.stdout[-3000:], '  '))
     return found
+
+
+def assert_close_to_scale(actual, expected, tol=1e-5):
+    """``max|actual - expected| <= tol * max|expected|``: float rounding
+    accumulated through a deep network, measured against the size of the
+    values (elementwise relative tolerance fails near zero crossings)."""
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    error = (actual - expected).abs().max().item()
+    scale = expected.abs().max().item()
+    assert error <= tol * scale, (
+        f'max abs error {error:.3g} exceeds {tol:g} x max |value| {scale:.3g}')
