@@ -22,7 +22,8 @@ setup(
     version=read_version(),
     description=('PoolFormer, EfficientFormer and ConvMixer backbones for '
                  'mmdet 3.x and mmsegmentation 1.x'),
-    long_description=open('README.md').read() if osp.exists('README.md') else '',
+    long_description=open('README.md').read()
+    if osp.exists('README.md') else '',
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     python_requires='>=3.9',
@@ -34,12 +35,13 @@ setup(
         'safetensors',
     ],
     extras_require={
-        # The hosts; mmcv 2.1.0 must be built with ops (see tools/setup_env.sh).
+        # The hosts; mmcv 2.1.0 must be built with ops: tools/setup_env.sh.
         'hosts': [
             'mmcv==2.1.0', 'mmdet==3.3.0', 'mmsegmentation==1.2.2', 'ftfy',
             'regex', 'pycocotools', 'timm>=1.0'
         ],
-        'tests': ['pytest>=7', 'timm>=1.0', 'pycocotools', 'safetensors'],
+        'tests':
+        ['pytest>=7', 'timm>=1.0', 'pycocotools', 'safetensors', 'flake8'],
         'benchmark': ['mmpretrain==1.2.0'],
     },
     classifiers=[

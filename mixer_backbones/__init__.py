@@ -2,13 +2,12 @@
 the OpenMMLab 2.x stack; importing the package needs neither mmdet nor
 mmseg."""
 from .checkpoint import register_safe_globals
+from .models import BaseDenseBackbone, ConvMixer, EfficientFormer, PoolFormer
 from .registry import MODELS
 from .version import __version__
 
+# mmengine's own checkpoints load again under torch >= 2.6 (weights_only).
 register_safe_globals()
-
-from .models import (BaseDenseBackbone, ConvMixer, EfficientFormer,  # noqa
-                     PoolFormer)
 
 __all__ = [
     'MODELS', '__version__', 'BaseDenseBackbone', 'ConvMixer',

@@ -56,12 +56,33 @@ def safe_globals() -> List[Any]:
     return types
 
 
+def _history_buffer_state(self) -> dict:
+    """``HistoryBuffer`` state without its statistics methods.
+
+    mmengine pickles the class-wide table of statistics functions into every
+    buffer, as ``getattr(HistoryBuffer, 'min')`` calls, which no safe
+    unpickler may allow (a ``getattr`` chain reaches any module). The table
+    is rebuilt on unpickling anyway (``__setstate__`` registers the default
+    methods, and custom ones are registered again when their module is
+    imported), so the checkpoint need not carry it.
+    """
+    state = dict(self.__dict__)
+    state.pop('statistics_methods', None)
+    return state
+
+
 def register_safe_globals() -> None:
     """Allow mmengine's checkpoint types in ``torch.load(weights_only=True)``
-    process-wide (what the runner and the hosts' tools call)."""
+    process-wide (what the runner and the hosts' tools call), and make the
+    checkpoints written in this process loadable that way."""
     add = getattr(torch.serialization, 'add_safe_globals', None)
     if add is not None:
         add(safe_globals())
+    try:
+        from mmengine.logging.history_buffer import HistoryBuffer
+    except ImportError:  # pragma: no cover - mmengine is a dependency
+        return
+    HistoryBuffer.__getstate__ = _history_buffer_state
 
 
 def resolve_checkpoint_path(filename: str) -> str:
@@ -102,8 +123,8 @@ def load_checkpoint_file(filename: str, map_location: str = 'cpu') -> Any:
                                   f'{filename!r}: {err}') from err
     try:
         with torch.serialization.safe_globals(safe_globals()):
-            return torch.load(path, map_location=map_location,
-                              weights_only=True)
+            return torch.load(
+                path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             f'refusing to load {filename!r}: it holds objects outside the '

@@ -8,9 +8,8 @@ from mmengine.registry import DefaultScope
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = sorted(
-    osp.relpath(path, ROOT)
-    for path in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'),
-                          recursive=True))
+    osp.relpath(path, ROOT) for path in glob.glob(
+        osp.join(ROOT, 'configs', '**', '*.py'), recursive=True))
 
 
 def test_configs_exist():

@@ -64,7 +64,7 @@ def to_sail(timm_state, dense_norms=False):
             out[f'network.{2 * int(m[1])}.{m[2]}.{rest}'] = value
             continue
         out[key.replace('head.norm.', 'norm.').replace('head.fc.',
-                                                         'head.')] = value
+                                                       'head.')] = value
     if dense_norms:  # the original detection/segmentation checkpoints
         del out['norm.weight'], out['norm.bias'], out['head.weight'], out[
             'head.bias']
@@ -121,9 +121,8 @@ def test_arch_shapes_at_odd_size(arch):
     widths = WIDTHS[arch[0]]
     # Stem 7x7/4 pad 2 then 3x3/2 pad 1: 97x131 -> 24x33 -> 12x17 -> ...
     sizes = [(24, 33), (12, 17), (6, 9), (3, 5)]
-    assert [tuple(o.shape) for o in outs] == [
-        (1, w, *s) for w, s in zip(widths, sizes)
-    ]
+    assert [tuple(o.shape) for o in outs] == [(1, w, *s)
+                                              for w, s in zip(widths, sizes)]
 
 
 @pytest.mark.parametrize('arch', ARCHS)
@@ -173,8 +172,8 @@ def test_original_dense_checkpoint_loads_output_norms(tmp_path):
 
 
 def test_report_lists_new_and_ignored_keys(tmp_path):
-    path = write_layout('sail-sg', perturbed_timm('s12').state_dict(),
-                        tmp_path)
+    path = write_layout('sail-sg',
+                        perturbed_timm('s12').state_dict(), tmp_path)
     model = PoolFormer('s12', out_indices=(0, 3))
     report = model.load_pretrained(path)
     assert report['new'] == [
@@ -233,14 +232,13 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
 
 
 # -- constructor contract -------------------------------------------------
-@pytest.mark.parametrize('out_indices, expected', [((0, 1, 2, 3),
-                                                    (0, 1, 2, 3)),
-                                                   ((1, 2, 3), (1, 2, 3)),
-                                                   ([-1], (3, )), (2, (2, )),
-                                                   ((-4, -1), (0, 3))])
+@pytest.mark.parametrize('out_indices, expected',
+                         [((0, 1, 2, 3), (0, 1, 2, 3)), ((1, 2, 3), (1, 2, 3)),
+                          ([-1], (3, )), (2, (2, )), ((-4, -1), (0, 3))])
 def test_out_indices(out_indices, expected):
-    argument = out_indices if isinstance(out_indices, int) else type(
-        out_indices)(out_indices)
+    argument = out_indices if isinstance(out_indices,
+                                         int) else type(out_indices)(
+                                             out_indices)
     model = PoolFormer(TINY, out_indices=argument).eval()
     assert argument == out_indices  # the caller's argument is not mutated
     assert model.out_indices == expected
@@ -253,7 +251,8 @@ def test_out_indices(out_indices, expected):
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match=r"unknown arch 'b12'.*s12, s24"):
         PoolFormer('b12')
-    with pytest.raises(ValueError, match=r'out_indices contains 4.*-4 \.\.\. 3'):
+    with pytest.raises(
+            ValueError, match=r'out_indices contains 4.*-4 \.\.\. 3'):
         PoolFormer(TINY, out_indices=(1, 4))
     with pytest.raises(ValueError, match=r'frozen_stages=5.*-1'):
         PoolFormer(TINY, frozen_stages=5)
@@ -268,8 +267,8 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match='smaller than the minimum 3x3'):
         model(torch.rand(1, 3, 2, 40))
     # The smallest accepted input works.
-    assert [o.shape[-2:] for o in model(torch.rand(1, 3, 3, 3))
-            ] == [(1, 1)] * 4
+    assert [o.shape[-2:]
+            for o in model(torch.rand(1, 3, 3, 3))] == [(1, 1)] * 4
 
 
 @pytest.mark.parametrize('frozen_stages', [-1, 0, 1, 2, 4])
@@ -277,14 +276,15 @@ def test_frozen_stages(frozen_stages):
     model = PoolFormer(TINY, frozen_stages=frozen_stages)
     model.train()
     stem_frozen = frozen_stages >= 0
-    assert all(p.requires_grad != stem_frozen
-               for p in model.stem.parameters())
+    assert all(p.requires_grad != stem_frozen for p in model.stem.parameters())
     assert model.stem.training != stem_frozen
     for i, stage in enumerate(model.stages):
         frozen = i < frozen_stages
         # norm1's shift cancels in the token mixer and is never trained.
-        params = [p for n, p in stage.named_parameters()
-                  if not n.endswith('norm1.bias')]
+        params = [
+            p for n, p in stage.named_parameters()
+            if not n.endswith('norm1.bias')
+        ]
         assert len(params) > 0
         assert all(p.requires_grad != frozen for p in params)
         assert all(m.training != frozen for m in stage.modules())
@@ -296,8 +296,8 @@ def test_frozen_stages(frozen_stages):
 @pytest.mark.parametrize('fused', [False, True])
 def test_stages_after_the_last_output_are_frozen(fused):
     # They never get a gradient; DDP must not wait for one.
-    model = PoolFormer(TINY, out_indices=(0, 1),
-                       fused_token_mixer=fused).train()
+    model = PoolFormer(
+        TINY, out_indices=(0, 1), fused_token_mixer=fused).train()
     assert not any(p.requires_grad for p in model.stages[2].parameters())
     assert not any(p.requires_grad for p in model.stages[3].parameters())
     outs = model(torch.rand(1, 3, 32, 32))
@@ -357,6 +357,7 @@ def test_drop_path_rate_is_stochastic_in_training_only():
 
 
 def test_layer_scale_init_value():
+
     def first_scale(model):
         return model.stages[0].blocks[0].layer_scale1.weight[0].item()
 
@@ -389,8 +390,11 @@ def test_offline_converter_tool_matches_loading(tmp_path):
 @pytest.mark.parametrize('training', [False, True])
 def test_fused_token_mixer_equals_textbook_form(training):
     torch.manual_seed(0)
-    model = PoolFormer(TINY, drop_path_rate=0.3 if training else 0.,
-                       layer_scale_init_value=0.7, fused_token_mixer=True)
+    model = PoolFormer(
+        TINY,
+        drop_path_rate=0.3 if training else 0.,
+        layer_scale_init_value=0.7,
+        fused_token_mixer=True)
     with torch.no_grad():
         for block in model.modules():
             if isinstance(block, PoolFormerBlock):

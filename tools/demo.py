@@ -70,18 +70,20 @@ def main(argv=None):
     banner('4/4 evaluating the trained detector')
     trained = runner.test()
 
-    checkpoint = osp.join(cfg.work_dir, 'iter_%d.pth' % cfg.train_cfg.max_iters)
+    checkpoint = osp.join(cfg.work_dir, f'iter_{cfg.train_cfg.max_iters}.pth')
+    again = f'python tools/test.py {osp.relpath(CONFIG, ROOT)} {checkpoint}'
+    if osp.abspath(args.data_root) != osp.join(ROOT, 'data', 'toy'):
+        again += (f' --cfg-options test_dataloader.dataset.data_root='
+                  f"{data['root']}/ test_evaluator.ann_file={data['val_ann']}")
     minutes = (time.time() - started) / 60
-    print(f"""
+    print(f'''
 ==> Demo finished in {minutes:.1f} minutes
-    COCO box mAP   untrained {box_map(untrained):.3f}  ->  trained {box_map(trained):.3f}
-    mAP@0.5        untrained {untrained['coco/bbox_mAP_50']:.3f}  ->  trained {trained['coco/bbox_mAP_50']:.3f}
-    checkpoint     {checkpoint}
-    logs           {osp.join(cfg.work_dir, runner.timestamp)}
-    evaluate again python tools/test.py {osp.relpath(CONFIG, ROOT)} {checkpoint} \\
-                       --cfg-options test_dataloader.dataset.data_root={data['root']}/ \\
-                       test_evaluator.ann_file={data['val_ann']}
-""")  # noqa: E501
+    COCO box mAP    untrained {box_map(untrained):.3f}  ->  trained {box_map(trained):.3f}
+    COCO mAP@0.5    untrained {untrained['coco/bbox_mAP_50']:.3f}  ->  trained {trained['coco/bbox_mAP_50']:.3f}
+    checkpoint      {checkpoint}
+    logs            {osp.join(cfg.work_dir, runner.timestamp)}
+    evaluate again: {again}
+''')  # noqa: E501
     return dict(untrained=untrained, trained=trained)
 
 

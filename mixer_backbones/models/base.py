@@ -30,23 +30,30 @@ StateDict = Dict[str, torch.Tensor]
 @contextmanager
 def frozen_batchnorm_statistics(module: nn.Module) -> Iterator[None]:
     """Run ``module`` with its BatchNorms normalising by batch statistics
-    (in training mode) but not updating their running statistics.
+    (in training mode) but leaving their running statistics unchanged.
 
     Gradient checkpointing recomputes a block's forward during backward;
     without this, every train-mode BatchNorm in the block would update its
-    running mean and variance a second time per step.
+    running mean and variance a second time per step. A momentum of 0 keeps
+    the running statistics exactly (also in the cumulative ``momentum=None``
+    mode) while the recomputation saves the same tensors for backward as
+    the first forward did; the batch counter is restored afterwards.
     """
     norms = [
         m for m in module.modules()
         if isinstance(m, _BatchNorm) and m.training and m.track_running_stats
     ]
+    saved = [(m.momentum, m.num_batches_tracked.clone()
+              if m.num_batches_tracked is not None else None) for m in norms]
     for norm in norms:
-        norm.track_running_stats = False
+        norm.momentum = 0.0
     try:
         yield
     finally:
-        for norm in norms:
-            norm.track_running_stats = True
+        for norm, (momentum, count) in zip(norms, saved):
+            norm.momentum = momentum
+            if count is not None:
+                norm.num_batches_tracked.copy_(count)
 
 
 def _recompute_contexts(module: nn.Module):
@@ -122,15 +129,16 @@ class BaseDenseBackbone(BaseModule):
     def units(self) -> nn.ModuleList:
         return getattr(self, self.unit_name)
 
-    def _setup_outputs(self,
-                       in_channels: int,
-                       out_indices: Union[int, Sequence[int]],
-                       frozen_stages: int,
-                       norm_eval: bool,
-                       with_cp: bool,
-                       unit_channels: Sequence[int],
-                       out_norm: Optional[Callable[[int], nn.Module]] = (
-                           GroupNorm1)) -> None:
+    def _setup_outputs(
+        self,
+        in_channels: int,
+        out_indices: Union[int, Sequence[int]],
+        frozen_stages: int,
+        norm_eval: bool,
+        with_cp: bool,
+        unit_channels: Sequence[int],
+        out_norm: Optional[Callable[[int], nn.Module]] = (GroupNorm1)
+    ) -> None:
         """Validate the contract arguments, build the output norms of the
         requested levels and apply freezing.
 
@@ -142,8 +150,8 @@ class BaseDenseBackbone(BaseModule):
         num_units = len(self.units)
         self.in_channels = in_channels
         self.out_indices = self._normalize_out_indices(out_indices, num_units)
-        if not isinstance(frozen_stages, int) or not (
-                -1 <= frozen_stages <= num_units):
+        if not isinstance(frozen_stages,
+                          int) or not (-1 <= frozen_stages <= num_units):
             raise ValueError(
                 f'{type(self).__name__}: frozen_stages={frozen_stages!r} is '
                 f'out of range; valid: -1 (nothing), 0 (stem) ... '
@@ -167,8 +175,8 @@ class BaseDenseBackbone(BaseModule):
                             f'{out_indices!r}')
         normalized = []
         for index in out_indices:
-            if not isinstance(index, int) or not (-num_units <= index <
-                                                   num_units):
+            if not isinstance(index,
+                              int) or not (-num_units <= index < num_units):
                 raise ValueError(
                     f'{type(self).__name__}: out_indices contains '
                     f'{index!r}, out of range for {num_units} '
@@ -216,9 +224,9 @@ class BaseDenseBackbone(BaseModule):
 
     def forward_outputs(self, features: List[torch.Tensor]) -> tuple:
         """Map the selected units' outputs to the returned tuple."""
-        return tuple(
-            self.out_norms[str(i)](feature) if str(i) in self.out_norms
-            else feature for i, feature in zip(self.out_indices, features))
+        return tuple(self.out_norms[str(i)](feature) if str(i) in
+                     self.out_norms else feature
+                     for i, feature in zip(self.out_indices, features))
 
     def forward(self, x: torch.Tensor) -> tuple:
         self.check_input(x)
@@ -262,8 +270,8 @@ class BaseDenseBackbone(BaseModule):
 
     # ---------------------------------------------------------- weights --
     @classmethod
-    def convert_checkpoint(cls, state_dict: StateDict) -> Tuple[StateDict,
-                                                                str]:
+    def convert_checkpoint(cls,
+                           state_dict: StateDict) -> Tuple[StateDict, str]:
         """Convert a state dict in any published layout to this package's.
 
         Returns the converted dict and the detected layout's name; a dict
@@ -317,14 +325,13 @@ class BaseDenseBackbone(BaseModule):
             dict: The report (``layout``, ``loaded``, ``new``, ``ignored``).
         """
         converted, layout = self.convert_checkpoint_file(checkpoint, prefix)
-        return self.load_converted(converted, source=checkpoint,
-                                   layout=layout)
+        return self.load_converted(converted, source=checkpoint, layout=layout)
 
     @classmethod
-    def convert_checkpoint_file(cls,
-                                checkpoint: str,
-                                prefix: Optional[str] = None
-                                ) -> Tuple[StateDict, str]:
+    def convert_checkpoint_file(
+            cls,
+            checkpoint: str,
+            prefix: Optional[str] = None) -> Tuple[StateDict, str]:
         """Read ``checkpoint`` safely and convert it to this package's
         layout; what both :meth:`load_pretrained` and
         ``tools/convert_checkpoint.py`` run.
@@ -383,8 +390,8 @@ class BaseDenseBackbone(BaseModule):
             if mismatched:
                 problems.append(
                     f'{len(mismatched)} shape mismatches (checkpoint vs '
-                    f'model), first: ' + ', '.join(
-                        f'{k} {a} vs {b}' for k, a, b in mismatched[:5]))
+                    f'model), first: ' +
+                    ', '.join(f'{k} {a} vs {b}' for k, a, b in mismatched[:5]))
             if missing:
                 problems.append(f'{len(missing)} weights of the model are '
                                 f'not in the checkpoint, first: {missing[:5]}')
@@ -397,8 +404,10 @@ class BaseDenseBackbone(BaseModule):
                 f'{type(self).__name__}({self.arch_name}); nothing was '
                 f'loaded. ' + '; '.join(problems) +
                 '. Is it a checkpoint of another arch or another model?')
-        self.load_state_dict({k: v
-                              for k, v in state_dict.items() if k in own},
+        self.load_state_dict({
+            k: v
+            for k, v in state_dict.items() if k in own
+        },
                              strict=False)
         report = dict(
             layout=layout,

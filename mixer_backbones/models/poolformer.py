@@ -70,10 +70,9 @@ class PoolFormerBlock(nn.Module):
         if not self.fused_token_mixer:
             return self.drop_path(
                 self.layer_scale1(self.token_mixer(self.norm1(x))))
-        var, _ = torch.var_mean(x, dim=(1, 2, 3), keepdim=True,
-                                correction=0)
-        scale = self.norm1.weight.view(1, -1, 1, 1) * torch.rsqrt(
-            var + self.norm1.eps)
+        var, _ = torch.var_mean(x, dim=(1, 2, 3), keepdim=True, correction=0)
+        scale = self.norm1.weight.view(1, -1, 1,
+                                       1) * torch.rsqrt(var + self.norm1.eps)
         if isinstance(self.layer_scale1, LayerScale):
             scale = scale * self.layer_scale1.weight.view(1, -1, 1, 1)
         if isinstance(self.drop_path, DropPath):
@@ -200,14 +199,13 @@ class PoolFormer(BaseDenseBackbone):
                 widths[i - 1], width, kernel_size=3, stride=2, padding=1)
             first = sum(depths[:i])
             blocks = [
-                PoolFormerBlock(width, mlp_ratio, pool_size,
-                                rates[first + j], layer_scale_init_value,
-                                fused_token_mixer)
+                PoolFormerBlock(width, mlp_ratio, pool_size, rates[first + j],
+                                layer_scale_init_value, fused_token_mixer)
                 for j in range(depth)
             ]
             self.stages.append(PoolFormerStage(downsample, blocks))
-        self._setup_outputs(in_channels, out_indices, frozen_stages,
-                            norm_eval, with_cp, widths)
+        self._setup_outputs(in_channels, out_indices, frozen_stages, norm_eval,
+                            with_cp, widths)
 
     def forward_unit(self, index: int, x: torch.Tensor) -> torch.Tensor:
         stage = self.stages[index]
@@ -218,8 +216,8 @@ class PoolFormer(BaseDenseBackbone):
 
     # ---------------------------------------------------------- weights --
     @classmethod
-    def convert_checkpoint(cls, state_dict: StateDict) -> Tuple[StateDict,
-                                                                str]:
+    def convert_checkpoint(cls,
+                           state_dict: StateDict) -> Tuple[StateDict, str]:
         """Convert a PoolFormer state dict to this package's layout.
 
         Layouts, detected from the keys:
@@ -283,8 +281,8 @@ def _convert_sail(state_dict: StateDict) -> StateDict:
             else:
                 new = f'stages.{position // 2}.blocks.' + rest
                 if re.search(r'\.layer_scale_[12]$', new):
-                    new = new.replace('layer_scale_', 'layer_scale') + (
-                        '.weight')
+                    new = new.replace('layer_scale_',
+                                      'layer_scale') + ('.weight')
                     value = _layer_scale(value)
         elif norm and dense_norms:
             new = f'out_norms.{int(norm.group(1)) // 2}.{norm.group(2)}'

@@ -1,0 +1,588 @@
+"""EfficientFormer as a dense backbone that runs at any input size."""
+import re
+from collections import OrderedDict
+from typing import AbstractSet, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..checkpoint import CheckpointError
+from ..registry import MODELS
+from .base import BaseDenseBackbone, StateDict
+from .layers import (ConvMlp, DropPath, LayerScale, PoolingMixer,
+                     build_activation, fold_batchnorm)
+
+BIAS_MODES = ('bicubic', 'bilinear', 'clamp')
+
+
+def _is_exporting() -> bool:
+    """True while tracing, scripting, compiling or exporting to ONNX:
+    then nothing is cached outside the graph."""
+    compiler = getattr(torch, 'compiler', None)
+    if compiler is not None and compiler.is_compiling():
+        return True
+    return (torch.jit.is_tracing() or torch.jit.is_scripting()
+            or torch.onnx.is_in_onnx_export())
+
+
+class RelativeBiasAttention(nn.Module):
+    """Multi-head self-attention over an HxW token grid with a learned
+    bias per head and per offset ``(|dy|, |dx|)``.
+
+    The bias table ``attention_biases`` has ``resolution ** 2`` entries
+    per head, one for each offset of a ``resolution x resolution`` grid
+    (offset ``(|dy|, |dx|)`` at column ``|dy| * resolution + |dx|``), the
+    layout of the published checkpoints. On an HxW grid the table is viewed
+    as a ``[heads, resolution, resolution]`` image over ``(|dy|, |dx|)``
+    and resampled to ``[heads, H, W]`` (see ``bias_mode``); on a grid of
+    exactly ``resolution x resolution`` it is used as is, so 224x224 inputs
+    give the pretrained model's values exactly. The ``[heads, N, N]`` bias
+    is gathered from that per forward (cheap next to the attention itself)
+    and cached per grid size only in eval mode without autograd, outside
+    tracing, compiling and export.
+
+    Args:
+        channels (int): Token channels.
+        num_heads (int): Attention heads. Defaults to 8.
+        key_dim (int): Channels of each head's queries and keys.
+            Defaults to 32.
+        attn_ratio (float): Value channels per head over ``key_dim``.
+            Defaults to 4.
+        resolution (int): Side of the grid the bias table is defined on.
+            Defaults to 7.
+        bias_mode (str): How the table is carried to other grid sizes:
+            ``'bicubic'`` or ``'bilinear'`` resampling with
+            ``align_corners=True`` (offset 0 stays offset 0, the largest
+            pretrained offset maps to the largest offset of the grid), or
+            ``'clamp'`` (offsets beyond the table take the value of its last
+            row/column; smaller grids use the table's first entries).
+            Defaults to ``'bicubic'``.
+    """
+
+    cache_size = 8
+
+    def __init__(self,
+                 channels: int,
+                 num_heads: int = 8,
+                 key_dim: int = 32,
+                 attn_ratio: float = 4.,
+                 resolution: int = 7,
+                 bias_mode: str = 'bicubic') -> None:
+        super().__init__()
+        if bias_mode not in BIAS_MODES:
+            raise ValueError(f'unknown bias_mode {bias_mode!r}; valid: '
+                             f'{BIAS_MODES}')
+        self.num_heads = num_heads
+        self.key_dim = key_dim
+        self.value_dim = int(attn_ratio * key_dim)
+        self.scale = key_dim**-0.5
+        self.resolution = resolution
+        self.bias_mode = bias_mode
+        self.qkv = nn.Linear(channels,
+                             num_heads * (2 * key_dim + self.value_dim))
+        self.proj = nn.Linear(num_heads * self.value_dim, channels)
+        self.attention_biases = nn.Parameter(
+            torch.zeros(num_heads, resolution * resolution))
+        self._bias_cache: Dict[tuple, torch.Tensor] = {}
+
+    def offset_bias(self, height: int, width: int) -> torch.Tensor:
+        """The bias of each offset on an HxW grid: ``[heads, H, W]``
+        indexed by ``(|dy|, |dx|)``."""
+        size = self.resolution
+        table = self.attention_biases.view(self.num_heads, size, size)
+        if (height, width) == (size, size):
+            return table
+        if self.bias_mode == 'clamp':
+            rows = torch.arange(
+                height, device=table.device).clamp(max=size - 1)
+            cols = torch.arange(width, device=table.device).clamp(max=size - 1)
+            return table[:, rows][:, :, cols]
+        resized = F.interpolate(
+            table.unsqueeze(0).float(),
+            size=(height, width),
+            mode=self.bias_mode,
+            align_corners=True)
+        return resized.squeeze(0).to(table.dtype)
+
+    def relative_bias(self, height: int, width: int) -> torch.Tensor:
+        """The ``[heads, H*W, H*W]`` bias added to the attention logits of
+        an HxW grid (tokens in row-major order)."""
+        grid = self.offset_bias(height, width).flatten(1)
+        device = grid.device
+        rows = torch.arange(height, device=device)
+        cols = torch.arange(width, device=device)
+        dy = (rows[:, None] - rows[None, :]).abs()
+        dx = (cols[:, None] - cols[None, :]).abs()
+        index = dy[:, None, :, None] * width + dx[None, :, None, :]
+        num_tokens = height * width
+        return grid[:, index.reshape(num_tokens, num_tokens)]
+
+    def _cached_relative_bias(self, height: int, width: int,
+                              dtype: torch.dtype) -> torch.Tensor:
+        if (self.training or torch.is_grad_enabled() or _is_exporting()):
+            return self.relative_bias(height, width).to(dtype)
+        table = self.attention_biases
+        key = (height, width, table.device, dtype, table._version,
+               torch.is_inference_mode_enabled())
+        bias = self._bias_cache.get(key)
+        if bias is None:
+            if len(self._bias_cache) >= self.cache_size:
+                self._bias_cache.clear()
+            bias = self.relative_bias(height, width).to(dtype)
+            self._bias_cache[key] = bias
+        return bias
+
+    def forward(self, x: torch.Tensor, height: int,
+                width: int) -> torch.Tensor:
+        """Attend over tokens ``x`` of shape (B, H*W, C)."""
+        batch, num_tokens, _ = x.shape
+        qkv = self.qkv(x).reshape(batch, num_tokens, self.num_heads,
+                                  -1).transpose(1, 2)
+        q, k, v = qkv.split([self.key_dim, self.key_dim, self.value_dim],
+                            dim=-1)
+        bias = self._cached_relative_bias(height, width, q.dtype)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias, scale=self.scale)
+        out = out.transpose(1, 2).reshape(batch, num_tokens, -1)
+        return self.proj(out)
+
+    def extra_repr(self) -> str:
+        return (f'num_heads={self.num_heads}, key_dim={self.key_dim}, '
+                f'value_dim={self.value_dim}, resolution={self.resolution}, '
+                f'bias_mode={self.bias_mode!r}')
+
+
+class TokenMlp(nn.Module):
+    """``fc2(drop(act(fc1(x))))`` on (B, N, C) tokens, with linear
+    layers."""
+
+    def __init__(self,
+                 in_channels: int,
+                 hidden_channels: int,
+                 act: str = 'gelu',
+                 drop: float = 0.) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_channels, hidden_channels)
+        self.act = build_activation(act)
+        self.drop1 = nn.Dropout(drop) if drop > 0 else nn.Identity()
+        self.fc2 = nn.Linear(hidden_channels, in_channels)
+        self.drop2 = nn.Dropout(drop) if drop > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
+
+
+class Meta4DBlock(nn.Module):
+    """``x + ls1 * (pool(x) - x)``, then ``x + ls2 * MLP(x)`` on NCHW maps,
+    where MLP is 1x1 conv - BN - GELU - 1x1 conv - BN (no norm before the
+    pooling mixer, unlike PoolFormer)."""
+
+    def __init__(self,
+                 channels: int,
+                 mlp_ratio: float = 4.,
+                 pool_size: int = 3,
+                 drop_path: float = 0.,
+                 layer_scale_init_value: float = 1e-5) -> None:
+        super().__init__()
+        self.token_mixer = PoolingMixer(pool_size)
+        self.layer_scale1 = LayerScale(channels, layer_scale_init_value)
+        self.mlp = ConvMlp(
+            channels, int(channels * mlp_ratio), act='gelu', with_norm=True)
+        self.layer_scale2 = LayerScale(channels, layer_scale_init_value)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else (
+            nn.Identity())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.layer_scale1(self.token_mixer(x)))
+        return x + self.drop_path(self.layer_scale2(self.mlp(x)))
+
+
+class Meta3DBlock(nn.Module):
+    """A transformer block on the flattened grid: ``x + ls1 *
+    attention(LN(x))``, then ``x + ls2 * MLP(LN(x))``.
+
+    Takes and returns NCHW maps (the grid size is what the attention bias
+    needs); flattening and restoring are views, not copies.
+    """
+
+    def __init__(self,
+                 channels: int,
+                 mlp_ratio: float = 4.,
+                 drop_path: float = 0.,
+                 layer_scale_init_value: float = 1e-5,
+                 attention: Optional[dict] = None) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(channels)
+        self.token_mixer = RelativeBiasAttention(channels, **(attention or {}))
+        self.layer_scale1 = LayerScale(
+            channels, layer_scale_init_value, channel_dim=-1)
+        self.norm2 = nn.LayerNorm(channels)
+        self.mlp = TokenMlp(channels, int(channels * mlp_ratio))
+        self.layer_scale2 = LayerScale(
+            channels, layer_scale_init_value, channel_dim=-1)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else (
+            nn.Identity())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = x.shape
+        tokens = x.flatten(2).transpose(1, 2)
+        tokens = tokens + self.drop_path(
+            self.layer_scale1(
+                self.token_mixer(self.norm1(tokens), height, width)))
+        tokens = tokens + self.drop_path(
+            self.layer_scale2(self.mlp(self.norm2(tokens))))
+        return tokens.transpose(1, 2).reshape(batch, channels, height, width)
+
+
+class EfficientFormerStage(nn.Module):
+    """An optional stride-2 conv-BN downsample followed by blocks."""
+
+    def __init__(self, downsample: Optional[nn.Module],
+                 blocks: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.downsample = downsample if downsample is not None else (
+            nn.Identity())
+        self.blocks = nn.Sequential(*blocks)
+
+
+def _conv_bn(in_channels: int, out_channels: int, suffix: str = '') -> list:
+    return [
+        (f'conv{suffix}',
+         nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1)),
+        (f'norm{suffix}', nn.BatchNorm2d(out_channels)),
+    ]
+
+
+@MODELS.register_module()
+class EfficientFormer(BaseDenseBackbone):
+    """EfficientFormer backbone with a 4/8/16/32 feature pyramid, at any
+    input size.
+
+    From `EfficientFormer: Vision Transformers at MobileNet Speed
+    <https://arxiv.org/abs/2206.01191>`_: a stem of two stride-2
+    conv-BN-ReLU, four stages of pooling-mixer blocks with a conv-BN MLP
+    ("Meta4D"), a stride-2 conv-BN between stages, and ``vit_num``
+    transformer blocks ("Meta3D") at the end of the last stage. Every level
+    is returned as NCHW, and each requested level gets a new
+    GroupNorm(1, C), as in the paper's dense models.
+
+    Any input size: the attention's relative-position bias is learned on
+    the 7x7 grid of a 224x224 input. On another HxW grid (25x38 for
+    800x1216, 16x16 for 512x512, 1x2 for a 32x64 input) the pretrained
+    table, viewed as a ``[heads, 7, 7]`` image over the offsets
+    ``(|dy|, |dx|)``, is resampled bicubically with ``align_corners=True``
+    to ``[heads, H, W]``: offset 0 keeps its value, the largest pretrained
+    offset maps to the largest offset of the grid, and the bias varies
+    smoothly in between, which is how relative-position tables are carried
+    to a new resolution for fine-tuning (Swin, BEiT) and keeps what the
+    table learned instead of re-initialising it as the original dense code
+    does. ``bias_mode='clamp'`` instead keeps the bias of each offset in
+    pixels (offsets beyond 6 take the value of offset 6). On the 7x7 grid
+    the table is used as is, so at 224x224 the outputs equal the
+    classification model's.
+
+    Weights load from the snap-research release, timm / Hugging Face files,
+    mmpretrain files and this package's layout (see
+    :meth:`convert_checkpoint`) through ``init_cfg=dict(type='Pretrained',
+    checkpoint=PATH_OR_URL)``. :meth:`switch_to_deploy` folds every
+    BatchNorm into its conv for inference.
+
+    Args:
+        arch (str | dict): ``'l1'``, ``'l3'``, ``'l7'`` or a dict with keys
+            ``depths``, ``widths``, ``vit_num`` and optionally
+            ``layer_scale_init_value``, ``num_heads``, ``key_dim`` and
+            ``attn_ratio``. Defaults to ``'l1'``.
+        in_channels (int): Input channels. Defaults to 3.
+        out_indices (Sequence[int] | int): Stages (0-3, negative allowed)
+            whose outputs are returned, at strides 4, 8, 16 and 32 (sizes
+            rounded up). Defaults to ``(0, 1, 2, 3)``.
+        frozen_stages (int): -1 freezes nothing, 0 the stem, k the stem and
+            stages 0..k-1 with their output norms. Defaults to -1.
+        norm_eval (bool): Put the BatchNorm layers (stem, downsamples and
+            the Meta4D MLPs; not the LayerNorms of the Meta3D blocks nor the
+            output GroupNorms) in eval mode in ``train()``.
+            Defaults to False.
+        with_cp (bool): Checkpoint every block to save memory.
+            Defaults to False.
+        drop_path_rate (float): Stochastic depth, increasing linearly over
+            the blocks up to this rate. Defaults to 0.
+        layer_scale_init_value (float, optional): Overrides the arch's
+            initial layer scale (1e-5 for L1/L3, 1e-6 for L7).
+            Defaults to None (the arch's value).
+        pool_size (int): Pooling window of the Meta4D blocks.
+            Defaults to 3.
+        mlp_ratio (float): MLP hidden width over the block width.
+            Defaults to 4.
+        bias_mode (str): How the 7x7 attention bias table is carried to
+            other grid sizes: ``'bicubic'``, ``'bilinear'`` or ``'clamp'``
+            (see :class:`RelativeBiasAttention`). Defaults to
+            ``'bicubic'``.
+        init_cfg (dict, optional): ``dict(type='Pretrained',
+            checkpoint=...)`` to load ImageNet weights. Defaults to None.
+
+    Example:
+        >>> import torch
+        >>> from mixer_backbones import EfficientFormer
+        >>> model = EfficientFormer('l1').eval()
+        >>> for level in model(torch.rand(1, 3, 800, 1216)):
+        ...     print(tuple(level.shape))
+        (1, 48, 200, 304)
+        (1, 96, 100, 152)
+        (1, 224, 50, 76)
+        (1, 448, 25, 38)
+    """
+    arch_zoo = {
+        'l1': dict(depths=[3, 2, 6, 4], widths=[48, 96, 224, 448],
+                   vit_num=1, layer_scale_init_value=1e-5),
+        'l3': dict(depths=[4, 4, 12, 6], widths=[64, 128, 320, 512],
+                   vit_num=4, layer_scale_init_value=1e-5),
+        'l7': dict(depths=[6, 6, 18, 8], widths=[96, 192, 384, 768],
+                   vit_num=8, layer_scale_init_value=1e-6),
+    }  # yapf: disable
+    arch_keys = ('depths', 'widths', 'vit_num')
+    classifier_prefixes = ('head.', 'head_dist.', 'norm.')
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'l1',
+                 in_channels: int = 3,
+                 out_indices: Union[int, Sequence[int]] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 drop_path_rate: float = 0.,
+                 layer_scale_init_value: Optional[float] = None,
+                 pool_size: int = 3,
+                 mlp_ratio: float = 4.,
+                 bias_mode: str = 'bicubic',
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        settings = self.init_arch(arch)
+        depths, widths = settings['depths'], settings['widths']
+        vit_num = settings['vit_num']
+        if len(depths) != len(widths):
+            raise ValueError(f'EfficientFormer arch: depths {depths} and '
+                             f'widths {widths} differ in length')
+        if not 0 <= vit_num <= depths[-1]:
+            raise ValueError(f'EfficientFormer arch: vit_num={vit_num} must '
+                             f'be between 0 and the last depth {depths[-1]}')
+        if bias_mode not in BIAS_MODES:
+            raise ValueError(f'EfficientFormer: unknown bias_mode '
+                             f'{bias_mode!r}; valid: {BIAS_MODES}')
+        if layer_scale_init_value is None:
+            layer_scale_init_value = settings.get('layer_scale_init_value',
+                                                  1e-5)
+        attention = dict(
+            num_heads=settings.get('num_heads', 8),
+            key_dim=settings.get('key_dim', 32),
+            attn_ratio=settings.get('attn_ratio', 4),
+            bias_mode=bias_mode)
+        self.vit_num = vit_num
+        self.bias_mode = bias_mode
+        self.deployed = False
+
+        stem_channels = widths[0] // 2
+        self.stem = nn.Sequential(
+            OrderedDict(
+                _conv_bn(in_channels, stem_channels, '1') +
+                [('act1', nn.ReLU())] +
+                _conv_bn(stem_channels, widths[0], '2') +
+                [('act2', nn.ReLU())]))
+        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.stages = nn.ModuleList()
+        last = len(depths) - 1
+        for i, (depth, width) in enumerate(zip(depths, widths)):
+            downsample = None if i == 0 else nn.Sequential(
+                OrderedDict(_conv_bn(widths[i - 1], width)))
+            first = sum(depths[:i])
+            num_3d = vit_num if i == last else 0
+            blocks = []
+            for j in range(depth):
+                if j >= depth - num_3d:
+                    blocks.append(
+                        Meta3DBlock(width, mlp_ratio, rates[first + j],
+                                    layer_scale_init_value, attention))
+                else:
+                    blocks.append(
+                        Meta4DBlock(width, mlp_ratio, pool_size,
+                                    rates[first + j], layer_scale_init_value))
+            self.stages.append(EfficientFormerStage(downsample, blocks))
+        self._setup_outputs(in_channels, out_indices, frozen_stages, norm_eval,
+                            with_cp, widths)
+
+    def forward_unit(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """Run stage ``index`` on NCHW maps, checkpointing block by block
+        when ``with_cp`` is set; the Meta3D blocks take and return NCHW
+        maps too, and the output is contiguous."""
+        stage = self.stages[index]
+        x = stage.downsample(x)
+        for block in stage.blocks:
+            x = self.run_block(block, x)
+        # After Meta3D blocks the map is a channels-last view of the
+        # tokens; hand the necks a standard contiguous NCHW tensor.
+        return x.contiguous()
+
+    # ---------------------------------------------------------- deploy --
+    def switch_to_deploy(self) -> 'EfficientFormer':
+        """Fold every BatchNorm (stem, downsamples, Meta4D MLPs) into the
+        conv before it, in place, using its running statistics; the model
+        then has no BatchNorm and gives the same outputs in eval mode.
+        Returns the model."""
+        pairs = [(self.stem, 'conv1', 'norm1'), (self.stem, 'conv2', 'norm2')]
+        for stage in self.stages:
+            if isinstance(stage.downsample, nn.Sequential):
+                pairs.append((stage.downsample, 'conv', 'norm'))
+            for block in stage.blocks:
+                if isinstance(block, Meta4DBlock):
+                    pairs += [(block.mlp, 'fc1', 'norm1'),
+                              (block.mlp, 'fc2', 'norm2')]
+        for parent, conv_name, norm_name in pairs:
+            norm = getattr(parent, norm_name)
+            if not isinstance(norm, nn.BatchNorm2d):
+                continue  # already folded
+            conv = getattr(parent, conv_name)
+            fused = fold_batchnorm(conv, norm)
+            fused.weight.requires_grad_(conv.weight.requires_grad)
+            fused.bias.requires_grad_(conv.weight.requires_grad)
+            setattr(parent, conv_name, fused)
+            setattr(parent, norm_name, nn.Identity())
+        self.deployed = True
+        return self
+
+    # ---------------------------------------------------------- weights --
+    @classmethod
+    def convert_checkpoint(cls,
+                           state_dict: StateDict) -> Tuple[StateDict, str]:
+        """Convert an EfficientFormer state dict to this package's layout.
+
+        Layouts, detected from the keys:
+
+        - ``mixer_backbones``: ``stem.conv1``, ``stages.{s}.blocks.{j}``
+          with ``layer_scale{1,2}.weight``; returned unchanged.
+        - ``timm`` (also the Hugging Face hub files): ``stem.{conv1,norm1,
+          conv2,norm2}``, ``stages.{s}.downsample.{conv,norm}``,
+          ``stages.{s}.blocks.{j}`` with ``ls{1,2}.gamma`` and a
+          parameter-free flatten entry before the Meta3D blocks, ``norm``,
+          ``head``, ``head_dist``.
+        - ``snap-research`` (the original release): ``patch_embed.{0,1,3,
+          4}``, blocks ``network.{0,2,4,6}.{j}``, downsamples
+          ``network.{1,3,5}.{proj,norm}``, ``layer_scale_{1,2}``, ``norm``,
+          ``head``, ``dist_head``; per-level ``norm{0,2,4,6}`` of the
+          original dense models become output norms.
+        - ``mmpretrain`` (``backbone.`` prefix removed): ``patch_embed.{0,
+          1}.{conv,bn}``, stage ``network.{s}`` holding its downsample
+          ``network.{s}.0.{conv,bn}`` before its blocks, ``ls{1,2}.weight``,
+          the classifier's final LayerNorm as ``norm3`` (per-level
+          ``norm{0..3}`` of a dense model become output norms).
+
+        Block indices are renumbered densely (the flatten entry and
+        mmpretrain's downsample take none), layer scales become [C] and the
+        ``attention_bias_idxs`` buffers are dropped (the indices are
+        derived from the input size). The final norm and the heads map to
+        ``norm.``, ``head.`` and ``head_dist.``, ignored on loading.
+        """
+        keys = list(state_dict)
+        if 'stem.conv1.weight' in state_dict:
+            if any(
+                    k.endswith(('.ls1.gamma', 'attention_bias_idxs'))
+                    for k in keys):
+                return _convert(state_dict, _rename_timm), 'timm'
+            return dict(state_dict), 'mixer_backbones'
+        if 'patch_embed.0.weight' in state_dict:
+            return _convert(state_dict, _rename_snap), 'snap-research'
+        if 'patch_embed.0.conv.weight' in state_dict:
+            return _convert(state_dict, _rename_mmpretrain), 'mmpretrain'
+        raise CheckpointError(
+            'not an EfficientFormer checkpoint in a known layout '
+            "(mixer_backbones or timm: 'stem.conv1.weight'; snap-research: "
+            "'patch_embed.0.weight'; mmpretrain: "
+            "'patch_embed.0.conv.weight' under 'backbone.'); first keys: "
+            f'{keys[:5]}')
+
+
+# ------------------------------------------------------------ converters --
+_BLOCK = re.compile(r'stages\.(\d+)\.blocks\.(\d+)\.(.*)')
+_LAYER_SCALE = re.compile(r'(?:layer_scale_|ls)([12])(?:\.gamma|\.weight)?$')
+
+
+def _rename_timm(key: str, keys: AbstractSet[str]) -> Optional[str]:
+    # timm's names are this package's but for the layer scales and the
+    # block numbering, which _convert handles for every layout.
+    return key
+
+
+def _rename_snap(key: str, keys: AbstractSet[str]) -> Optional[str]:
+    stem = {'0': 'conv1', '1': 'norm1', '3': 'conv2', '4': 'norm2'}
+    match = re.match(r'patch_embed\.(\d+)\.(.*)', key)
+    if match:
+        return f'stem.{stem[match[1]]}.{match[2]}'
+    match = re.match(r'network\.(\d+)\.(.*)', key)
+    if match:
+        position, rest = int(match[1]), match[2]
+        if position % 2:  # downsample between stages
+            rest = re.sub(r'^proj\.', 'conv.', rest)
+            return f'stages.{position // 2 + 1}.downsample.{rest}'
+        return f'stages.{position // 2}.blocks.{rest}'
+    match = re.match(r'norm(\d+)\.(.*)', key)
+    if match and 'norm0.weight' in keys:  # the original dense models
+        return f'out_norms.{int(match[1]) // 2}.{match[2]}'
+    if key.startswith('dist_head.'):
+        return 'head_dist.' + key[len('dist_head.'):]
+    return key
+
+
+def _rename_mmpretrain(key: str, keys: AbstractSet[str]) -> Optional[str]:
+    match = re.match(r'patch_embed\.([01])\.(conv|bn)\.(.*)', key)
+    if match:
+        layer = 'conv' if match[2] == 'conv' else 'norm'
+        return f'stem.{layer}{int(match[1]) + 1}.{match[3]}'
+    match = re.match(r'network\.(\d+)\.(\d+)\.(conv|bn)\.(.*)', key)
+    if match:  # the downsample ConvModule at the head of a stage
+        layer = 'conv' if match[3] == 'conv' else 'norm'
+        return f'stages.{match[1]}.downsample.{layer}.{match[4]}'
+    match = re.match(r'network\.(\d+)\.(.*)', key)
+    if match:
+        return f'stages.{match[1]}.blocks.{match[2]}'
+    match = re.match(r'norm(\d+)\.(.*)', key)
+    if match:
+        if any(f'norm{i}.weight' in keys for i in range(3)):
+            return f'out_norms.{match[1]}.{match[2]}'
+        return 'norm.' + match[2]  # the classifier's final LayerNorm
+    return key
+
+
+def _convert(state_dict: StateDict, rename) -> StateDict:
+    """Rename every key, then renumber each stage's blocks densely and
+    convert the layer scales."""
+    keys = set(state_dict)
+    renamed: List[Tuple[str, torch.Tensor]] = []
+    for key, value in state_dict.items():
+        if key.endswith('attention_bias_idxs'):
+            continue
+        new = rename(key, keys)
+        if new is not None:
+            renamed.append((new, value))
+    indices: Dict[str, set] = {}
+    for key, _ in renamed:
+        match = _BLOCK.match(key)
+        if match:
+            indices.setdefault(match[1], set()).add(int(match[2]))
+    ranks = {
+        stage: {
+            raw: rank
+            for rank, raw in enumerate(sorted(found))
+        }
+        for stage, found in indices.items()
+    }
+    converted: StateDict = {}
+    for key, value in renamed:
+        match = _BLOCK.match(key)
+        if match:
+            stage, rest = match[1], match[3]
+            scale = _LAYER_SCALE.match(rest)
+            if scale:
+                rest, value = f'layer_scale{scale[1]}.weight', value.reshape(
+                    -1)
+            key = f'stages.{stage}.blocks.{ranks[stage][int(match[2])]}.{rest}'
+        converted[key] = value
+    return converted
