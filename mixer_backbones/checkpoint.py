@@ -11,6 +11,7 @@ hosts' ``tools/test.py`` read training checkpoints again under
 torch >= 2.6 without falling back to ``weights_only=False``.
 """
 import argparse
+import hashlib
 import os
 import os.path as osp
 import pickle
@@ -92,7 +93,10 @@ def resolve_checkpoint_path(filename: str) -> str:
     if filename.startswith(URL_PREFIXES):
         cache = osp.join(torch.hub.get_dir(), 'checkpoints')
         os.makedirs(cache, exist_ok=True)
-        local = osp.join(cache, osp.basename(filename.split('?')[0]))
+        # Hub files share names (model.safetensors): key by the URL too.
+        digest = hashlib.sha256(filename.encode()).hexdigest()[:10]
+        local = osp.join(
+            cache, f"{digest}-{osp.basename(filename.split('?')[0])}")
         if not osp.exists(local):
             torch.hub.download_url_to_file(filename, local, progress=True)
         return local
