@@ -84,6 +84,10 @@ class BaseDenseBackbone(BaseModule):
         unit_word (str): What a unit is called in messages.
         classifier_prefixes (tuple): Checkpoint keys (after conversion) that
             belong to the classification model and are ignored on loading.
+        new_prefixes (tuple): Parts added for dense prediction (output
+            norms, a pyramid): missing from a checkpoint, they keep their
+            initialisation; in a checkpoint but not built (levels not
+            requested), they are ignored.
         min_input_size (int): Smallest input height/width accepted.
     """
     arch_zoo: Dict[str, dict] = {}
@@ -91,6 +95,7 @@ class BaseDenseBackbone(BaseModule):
     unit_name = 'stages'
     unit_word = 'stage'
     classifier_prefixes: Tuple[str, ...] = ('head.', 'norm.')
+    new_prefixes: Tuple[str, ...] = ('out_norms.', )
     min_input_size = 1
     arch_name = 'custom'
 
@@ -363,7 +368,7 @@ class BaseDenseBackbone(BaseModule):
 
     def is_new_key(self, key: str) -> bool:
         """Keys of this model that no classification checkpoint has."""
-        return key.startswith('out_norms.') or key.endswith(
+        return key.startswith(self.new_prefixes) or key.endswith(
             'num_batches_tracked')
 
     def load_converted(self,
@@ -379,7 +384,7 @@ class BaseDenseBackbone(BaseModule):
         extra = [k for k in state_dict if k not in own]
         ignored = [
             k for k in extra
-            if k.startswith(self.classifier_prefixes + ('out_norms.', ))
+            if k.startswith(self.classifier_prefixes + self.new_prefixes)
         ]
         unexpected = [k for k in extra if k not in ignored]
         mismatched = [(k, tuple(v.shape), tuple(own[k].shape))
@@ -418,7 +423,7 @@ class BaseDenseBackbone(BaseModule):
             f'{type(self).__name__}({self.arch_name}): loaded '
             f'{report["loaded"]} tensors from {source} ({layout} layout); '
             f'newly initialised (not in the checkpoint): {new}; ignored '
-            f'(classification head, norms of levels not requested): '
+            f'(classification head, levels not requested): '
             f'{ignored}',
             logger='current')
         return report
