@@ -95,8 +95,8 @@ def resolve_checkpoint_path(filename: str) -> str:
         os.makedirs(cache, exist_ok=True)
         # Hub files share names (model.safetensors): key by the URL too.
         digest = hashlib.sha256(filename.encode()).hexdigest()[:10]
-        local = osp.join(
-            cache, f"{digest}-{osp.basename(filename.split('?')[0])}")
+        local = osp.join(cache,
+                         f"{digest}-{osp.basename(filename.split('?')[0])}")
         if not osp.exists(local):
             torch.hub.download_url_to_file(filename, local, progress=True)
         return local
@@ -125,10 +125,11 @@ def load_checkpoint_file(filename: str, map_location: str = 'cpu') -> Any:
         except Exception as err:
             raise CheckpointError(f'cannot read safetensors checkpoint '
                                   f'{filename!r}: {err}') from err
+    # The allowed types are registered process-wide when the package is
+    # imported (torch's ``safe_globals`` context manager would unregister
+    # them on exit, also for the runner's later loads).
     try:
-        with torch.serialization.safe_globals(safe_globals()):
-            return torch.load(
-                path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             f'refusing to load {filename!r}: it holds objects outside the '
