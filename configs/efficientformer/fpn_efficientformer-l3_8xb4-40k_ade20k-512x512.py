@@ -1,0 +1,9 @@
+# EfficientFormer-L3 with the L1 recipe.
+_base_ = './fpn_efficientformer-l1_8xb4-40k_ade20k-512x512.py'
+
+checkpoint = 'https://huggingface.co/timm/efficientformer_l3.snap_dist_in1k/resolve/main/model.safetensors'  # noqa: E501
+model = dict(
+    backbone=dict(
+        arch='l3',
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint)),
+    neck=dict(in_channels=[64, 128, 320, 512]))

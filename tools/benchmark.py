@@ -1,0 +1,287 @@
+"""Benchmark a backbone side by side with timm's, on the same weights and
+the same input, in one process.
+
+    python tools/benchmark.py poolformer --arch s12 --size 512 512
+    python tools/benchmark.py efficientformer --arch l1 --variants ours deploy
+    python tools/benchmark.py convmixer --arch 1024_20 --mode both --json f
+
+Variants: ``ours``, ``channels_last`` (ours in NHWC), ``deploy`` (ours after
+``switch_to_deploy()``), ``timm`` and ``timm_channels_last``. Each is timed
+in interleaved rounds (round r runs every variant once) after warm-up, and
+reported as median and spread (min-max) of the rounds; ratios are against
+timm's eager model when it runs, else the first variant. Next to every
+timing, the largest difference of the variant's stage outputs from the
+first variant's (``ours`` by default), relative to their scale
+(``max|a - b| / max|b|``): a speed-up only counts when that column is at
+float rounding. Memory: the peak GPU memory on CUDA;
+on the CPU the bytes saved for backward by one training step.
+"""
+import argparse
+import json
+import statistics
+import time
+from contextlib import nullcontext
+from typing import Callable, Dict, List, Optional
+
+import torch
+import torch.nn as nn
+
+from mixer_backbones import ConvMixer, EfficientFormer, PoolFormer
+
+FAMILIES = {
+    'poolformer': (PoolFormer, 'poolformer_{}'),
+    'efficientformer': (EfficientFormer, 'efficientformer_{}'),
+    'convmixer': (ConvMixer, 'convmixer_{}'),
+}
+DTYPES = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('family', choices=sorted(FAMILIES))
+    parser.add_argument('--arch', help='defaults to the smallest arch')
+    parser.add_argument(
+        '--size', type=int, nargs=2, default=(512, 512), metavar=('H', 'W'))
+    parser.add_argument('--batch', type=int, default=1)
+    parser.add_argument(
+        '--mode', choices=['infer', 'train', 'both'], default='infer')
+    parser.add_argument(
+        '--variants',
+        nargs='+',
+        default=['ours', 'channels_last', 'timm', 'timm_channels_last'])
+    parser.add_argument('--rounds', type=int, default=7)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument(
+        '--amp',
+        choices=sorted(DTYPES),
+        default='fp32',
+        help='autocast dtype (GPU); fp32 also enables TF32 on GPU')
+    parser.add_argument(
+        '--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--json', help='write the results here too')
+    return parser.parse_args(argv)
+
+
+def raw_features(model: nn.Module, x: torch.Tensor) -> List[torch.Tensor]:
+    """Our stage (or block) outputs before any output norm or pyramid."""
+    outs, h = [], model.forward_stem(x)
+    for index in range(model.out_indices[-1] + 1):
+        h = model.forward_unit(index, h)
+        if index in model.out_indices:
+            outs.append(h)
+    return outs
+
+
+def timm_features(model: nn.Module, x: torch.Tensor,
+                  indices) -> List[torch.Tensor]:
+    """timm's outputs at the same stages/blocks, through forward hooks."""
+    units = model.stages if hasattr(model, 'stages') else model.blocks
+    captured = {}
+    hooks = [
+        units[i].register_forward_hook(
+            lambda m, inp, out, i=i: captured.__setitem__(i, out))
+        for i in indices
+    ]
+    try:
+        model.forward_features(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return [captured[i] for i in indices]
+
+
+def relative_difference(outs, reference) -> float:
+    worst = 0.
+    for a, b in zip(outs, reference):
+        a = a.float().reshape(b.shape)  # timm's last stage may be tokens
+        worst = max(worst, ((a - b).abs().max() /
+                            b.abs().max().clamp_min(1e-12)).item())
+    return worst
+
+
+def saved_bytes(step: Callable[[], None]) -> int:
+    """Bytes of the distinct tensors autograd saves during ``step``."""
+    storages = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        step()
+    return sum(storages.values())
+
+
+def build_variants(args) -> Dict[str, dict]:
+    import timm
+    family, timm_name = FAMILIES[args.family]
+    arch = args.arch or next(iter(family.arch_zoo))
+    reference = timm.create_model(timm_name.format(arch), pretrained=False)
+    ours = family(arch)
+    ours.load_converted(
+        family.convert_checkpoint(reference.state_dict())[0], 'timm model')
+    variants = {}
+    for name in args.variants:
+        entry = dict(model=None, features=None, note='')
+        if name in ('ours', 'channels_last', 'deploy'):
+            model = family(arch)
+            model.load_state_dict(ours.state_dict())
+            if name == 'deploy':
+                if not hasattr(model, 'switch_to_deploy'):
+                    entry['note'] = f'{family.__name__} has no deploy form'
+                    variants[name] = entry
+                    continue
+                model.eval().switch_to_deploy()
+            entry.update(model=model, features=raw_features, run=model)
+        elif name in ('timm', 'timm_channels_last'):
+            entry.update(
+                model=reference,
+                features=lambda m, x: timm_features(m, x, ours.out_indices),
+                run=reference.forward_features)
+        else:
+            raise SystemExit(f'unknown variant {name!r}')
+        entry['channels_last'] = name.endswith('channels_last')
+        variants[name] = entry
+    return variants
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == 'cuda' and args.amp == 'fp32':
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    variants = build_variants(args)
+    x = torch.randn(args.batch, 3, *args.size, device=device)
+
+    def autocast():
+        dtype = DTYPES[args.amp]
+        if dtype is None:
+            return nullcontext()
+        return torch.autocast(device.type, dtype=dtype)
+
+    def prepare(entry):
+        model = entry['model'].to(device)
+        fmt = (
+            torch.channels_last
+            if entry['channels_last'] else torch.contiguous_format)
+        return model.to(memory_format=fmt), x.contiguous(memory_format=fmt)
+
+    runnable, results = {}, {}
+    with torch.no_grad():
+        reference = None
+        for name, entry in variants.items():
+            if entry['model'] is None:
+                results[name] = dict(note=entry['note'])
+                continue
+            model, inp = prepare(entry)
+            model.eval()
+            try:
+                with autocast():
+                    feats = entry['features'](model, inp)
+            except Exception as err:  # e.g. timm EfficientFormer off 224
+                results[name] = dict(note=f'cannot run: {type(err).__name__}'
+                                     f': {str(err).splitlines()[0][:80]}')
+                continue
+            feats = [f.float() for f in feats]
+            reference = reference or feats
+            runnable[name] = (entry, model, inp)
+            results[name] = dict(
+                max_rel_diff=relative_difference(feats, reference))
+
+    def infer(run, inp):
+        with torch.no_grad(), autocast():
+            run(inp)
+
+    def train(run, inp):
+        with autocast():
+            outs = run(inp)
+            outs = outs if isinstance(outs, (list, tuple)) else [outs]
+            loss = sum(o.float().pow(2).mean() for o in outs)
+        loss.backward()
+
+    modes = ['infer', 'train'] if args.mode == 'both' else [args.mode]
+    for mode in modes:
+        step = infer if mode == 'infer' else train
+        # The deploy form has no BatchNorm left to train.
+        active = {
+            name: value
+            for name, value in runnable.items()
+            if mode == 'infer' or name != 'deploy'
+        }
+        for entry, model, inp in active.values():
+            model.train(mode == 'train')
+        times = {name: [] for name in active}
+        for round_ in range(args.warmup + args.rounds):
+            for name, (entry, model, inp) in active.items():
+                if device.type == 'cuda':
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+                step(entry['run'], inp)
+                if device.type == 'cuda':
+                    torch.cuda.synchronize()
+                if round_ >= args.warmup:
+                    times[name].append(time.perf_counter() - start)
+        for name, (entry, model, inp) in active.items():
+            ms = [t * 1e3 for t in times[name]]
+            results[name][mode] = dict(
+                median_ms=statistics.median(ms),
+                min_ms=min(ms),
+                max_ms=max(ms),
+                images_per_s=args.batch * 1e3 / statistics.median(ms))
+            if mode == 'train':
+                if device.type == 'cuda':
+                    torch.cuda.reset_peak_memory_stats()
+                    step(entry['run'], inp)
+                    results[name][mode]['peak_gpu_mib'] = (
+                        torch.cuda.max_memory_allocated() / 2**20)
+                else:
+                    results[name][mode]['saved_for_backward_mib'] = (
+                        saved_bytes(lambda: step(entry['run'], inp)) / 2**20)
+    print_table(args, results, modes)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(
+                dict(args=vars(args), machine=machine(), results=results),
+                f,
+                indent=1)
+    return results
+
+
+def machine() -> str:
+    import platform
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return (f'{platform.processor() or platform.machine()}, '
+            f'{torch.get_num_threads()} threads')
+
+
+def print_table(args, results, modes) -> None:
+    base: Optional[str] = 'timm' if 'median_ms' in results.get('timm', {}).get(
+        modes[0], {}) else next(
+            (n for n, r in results.items() if modes[0] in r), None)
+    print(f'\n{args.family} {args.arch or ""} | input {args.batch}x3x'
+          f'{args.size[0]}x{args.size[1]} | {args.amp} | {args.device} '
+          f'({machine()}) | {args.rounds} rounds after {args.warmup} '
+          f'warm-up; ratios vs {base}')
+    for mode in modes:
+        print(f'\n{mode:<20} {"median ms":>10} {"min-max":>15} '
+              f'{"img/s":>7} {"speed-up":>8} {"max rel diff":>12}' +
+              ('  memory MiB' if mode == 'train' else ''))
+        for name, result in results.items():
+            if mode not in result:
+                print(f'{name:<20} {result.get("note", "")}')
+                continue
+            r = result[mode]
+            ratio = results[base][mode]['median_ms'] / r['median_ms']
+            memory = r.get('peak_gpu_mib', r.get('saved_for_backward_mib'))
+            print(f'{name:<20} {r["median_ms"]:>10.1f} '
+                  f'{r["min_ms"]:>7.1f}-{r["max_ms"]:<7.1f} '
+                  f'{r["images_per_s"]:>7.2f} {ratio:>7.2f}x '
+                  f'{result["max_rel_diff"]:>12.1e}' +
+                  (f'  {memory:>10.1f}' if memory is not None else ''))
+
+
+if __name__ == '__main__':
+    main()
