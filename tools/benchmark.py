@@ -17,6 +17,7 @@ float rounding. Memory: the peak GPU memory on CUDA;
 on the CPU the bytes saved for backward by one training step.
 """
 import argparse
+import copy
 import json
 import statistics
 import time
@@ -135,10 +136,12 @@ def build_variants(args) -> Dict[str, dict]:
                 model.eval().switch_to_deploy()
             entry.update(model=model, features=raw_features, run=model)
         elif name in ('timm', 'timm_channels_last'):
+            # Each variant owns its model: memory formats must not leak.
+            model = copy.deepcopy(reference)
             entry.update(
-                model=reference,
+                model=model,
                 features=lambda m, x: timm_features(m, x, ours.out_indices),
-                run=reference.forward_features)
+                run=model.forward_features)
         else:
             raise SystemExit(f'unknown variant {name!r}')
         entry['channels_last'] = name.endswith('channels_last')
