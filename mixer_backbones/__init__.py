@@ -2,14 +2,17 @@
 the OpenMMLab 2.x stack; importing the package needs neither mmdet nor
 mmseg."""
 from .checkpoint import register_safe_globals
+from .hooks import (NeckChannelsCheckHook, ThroughputHook,
+                    check_neck_channels)
 from .models import BaseDenseBackbone, ConvMixer, EfficientFormer, PoolFormer
-from .registry import MODELS
+from .registry import HOOKS, MODELS
 from .version import __version__
 
 # mmengine's own checkpoints load again under torch >= 2.6 (weights_only).
 register_safe_globals()
 
 __all__ = [
-    'MODELS', '__version__', 'BaseDenseBackbone', 'ConvMixer',
-    'EfficientFormer', 'PoolFormer'
+    'HOOKS', 'MODELS', '__version__', 'BaseDenseBackbone', 'ConvMixer',
+    'EfficientFormer', 'NeckChannelsCheckHook', 'PoolFormer',
+    'ThroughputHook', 'check_neck_channels'
 ]

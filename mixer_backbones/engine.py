@@ -4,6 +4,7 @@ Kept in the package (not in ``tools/``) so that every entry point applies
 the same rules: where the work directory goes, what ``--amp`` and
 ``--resume`` mean, and how a launch without GPUs is made to work.
 """
+import logging
 import os
 import os.path as osp
 from typing import Optional
@@ -11,6 +12,7 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 from mmengine.config import Config
+from mmengine.logging import print_log
 
 
 def default_work_dir(config_path: str) -> str:
@@ -63,12 +65,20 @@ def setup_cpu_distributed(cfg: Config) -> None:
     with ``device_ids=[LOCAL_RANK]``, both of which fail without CUDA. When
     no GPU is visible, join the process group with gloo here (mmengine
     then skips its own initialisation) and wrap the model without device
-    ids, i.e. CPU DistributedDataParallel.
+    ids, i.e. CPU DistributedDataParallel. torch's SyncBatchNorm only
+    runs on GPUs, so SyncBN layers (mmseg's configs use them) become plain
+    BN, with a warning.
     """
     if cfg.launcher != 'pytorch' or torch.cuda.is_available():
         return
     cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
     cfg.env_cfg.dist_cfg.backend = 'gloo'
+    if _replace_sync_bn(cfg.model):
+        print_log(
+            'No GPU: SyncBN layers become BN (statistics per process); '
+            'torch synchronises batch norms only between GPUs',
+            logger='current',
+            level=logging.WARNING)
     if not dist.is_initialized():
         dist.init_process_group(
             backend='gloo',
@@ -82,10 +92,31 @@ def setup_cpu_distributed(cfg: Config) -> None:
     cfg.model_wrapper_cfg = wrapper
 
 
+def _replace_sync_bn(node) -> bool:
+    """Turn every ``type='SyncBN'`` in a model config into ``'BN'``."""
+    found = False
+    if isinstance(node, dict):
+        if node.get('type') == 'SyncBN':
+            node['type'] = 'BN'
+            found = True
+        for value in node.values():
+            found = _replace_sync_bn(value) or found
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            found = _replace_sync_bn(value) or found
+    return found
+
+
 def build_runner(cfg: Config):
     """The runner the config asks for (``runner_type``) or mmengine's."""
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
+
+    from .hooks import check_neck_channels
     if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+        runner = RUNNERS.build(cfg)
+    else:
+        runner = Runner.from_cfg(cfg)
+    # Refuse a neck that does not fit now, not at the first forward.
+    check_neck_channels(runner.model)
+    return runner

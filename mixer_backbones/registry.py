@@ -6,6 +6,7 @@ by searching the registry tree from the root, so mmdet and mmseg configs
 (whose default scopes are ``mmdet`` and ``mmseg``) find them without this
 package importing either host.
 """
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
@@ -14,3 +15,10 @@ MODELS = Registry(
     parent=MMENGINE_MODELS,
     scope='mixer_backbones',
     locations=['mixer_backbones.models'])
+
+# Runner hooks, reached the same way: type='mixer_backbones.<Hook>'.
+HOOKS = Registry(
+    'hook',
+    parent=MMENGINE_HOOKS,
+    scope='mixer_backbones',
+    locations=['mixer_backbones.hooks'])

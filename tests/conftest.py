@@ -148,10 +148,15 @@ def toy_config(base, data, tmp_path, iters=2, backbone=''):
     return str(path)
 
 
-def run_tool(*args, env=None, timeout=900, interpreter=None):
+def run_tool(*args,
+             env=None,
+             timeout=900,
+             interpreter=None,
+             expect_failure=False):
     """Run ``python <args>`` (or ``interpreter <args>``) from the
     repository root; return the completed process (stdout and stderr
-    merged), failing with its output when it fails."""
+    merged), failing with its output when it fails (or, with
+    ``expect_failure``, when it succeeds)."""
     command = (interpreter or [sys.executable]) + [str(a) for a in args]
     merged_env = dict(os.environ, **(env or {}))
     merged_env.setdefault('OMP_NUM_THREADS', '2')
@@ -163,7 +168,9 @@ def run_tool(*args, env=None, timeout=900, interpreter=None):
         stderr=subprocess.STDOUT,
         text=True,
         timeout=timeout)
-    if result.returncode != 0:
+    if expect_failure:
+        assert result.returncode != 0, f'{" ".join(command)} succeeded'
+    elif result.returncode != 0:
         tail = '\n'.join(result.stdout.splitlines()[-60:])
         pytest.fail(f'{" ".join(command)} exited with {result.returncode}:'
                     f'\n{tail}')
@@ -179,7 +186,8 @@ def train_then_test(config, work_dir, metric_patterns):
     """``tools/train.py`` then ``tools/test.py`` on the last checkpoint;
     returns ``{pattern: [values printed]}``, failing if a metric is not
     printed."""
-    run_tool('tools/train.py', config, '--work-dir', work_dir)
+    train = run_tool('tools/train.py', config, '--work-dir', work_dir)
+    assert_progress_logged(train.stdout)
     checkpoints = sorted(
         f for f in os.listdir(work_dir) if re.match(r'iter_\d+\.pth$', f))
     assert checkpoints, f'no checkpoint written in {work_dir}'
@@ -191,6 +199,19 @@ def train_then_test(config, work_dir, metric_patterns):
     assert not missing, (f'{missing} not in the test output:\n' +
                          textwrap.indent(result.stdout[-3000:], '  '))
     return found
+
+
+def assert_progress_logged(log):
+    """The training log shows throughput and, without GPUs, memory
+    (:class:`mixer_backbones.ThroughputHook`)."""
+    assert metric_values(log, r'img_per_s:'), 'no img_per_s in the log'
+    if not torch_cuda_available():
+        assert metric_values(log, r'cpu_memory:'), 'no cpu_memory in the log'
+
+
+def torch_cuda_available():
+    import torch
+    return torch.cuda.is_available()
 
 
 def assert_close_to_scale(actual, expected, tol=1e-5):

@@ -1,12 +1,14 @@
 """Two CPU processes through tools/dist_train.sh and tools/dist_test.sh
 (torchrun, gloo): the distributed path runs on a machine without GPUs."""
+import os
 import os.path as osp
 import socket
+import subprocess
 import sys
 
 import pytest
 
-from conftest import metric_values, run_tool, toy_config
+from conftest import ROOT, metric_values, run_tool, toy_config
 
 pytest.importorskip('mmdet')
 
@@ -17,11 +19,11 @@ def free_port():
         return str(sock.getsockname()[1])
 
 
-def test_two_process_train_and_test_on_cpu(toy_coco, tmp_path):
-    config = toy_config(
-        'configs/poolformer/retinanet_poolformer-s12_fpn_1x_coco.py', toy_coco,
-        tmp_path)
-    work_dir = str(tmp_path / 'work')
+RETINANET = 'configs/poolformer/retinanet_poolformer-s12_fpn_1x_coco.py'
+
+
+def dist_train(config, work_dir, *options, expect_failure=False):
+    """``tools/dist_train.sh CONFIG 2`` on CPU; returns (result, env)."""
     env = dict(PYTHON=sys.executable, PORT=free_port(), OMP_NUM_THREADS='1')
     result = run_tool(
         'tools/dist_train.sh',
@@ -29,8 +31,17 @@ def test_two_process_train_and_test_on_cpu(toy_coco, tmp_path):
         '2',
         '--work-dir',
         work_dir,
+        *options,
         env=env,
-        interpreter=['bash'])
+        interpreter=['bash'],
+        expect_failure=expect_failure)
+    return result, env
+
+
+def test_two_process_train_and_test_on_cpu(toy_coco, tmp_path):
+    config = toy_config(RETINANET, toy_coco, tmp_path)
+    work_dir = str(tmp_path / 'work')
+    result, env = dist_train(config, work_dir)
     assert 'Distributed training: True' in result.stdout
     assert 'world_size: 2' in result.stdout or 'GPU number: 2' in (
         result.stdout)
@@ -47,3 +58,49 @@ def test_two_process_train_and_test_on_cpu(toy_coco, tmp_path):
         env=env,
         interpreter=['bash'])
     assert metric_values(result.stdout, r'coco/bbox_mAP:')
+
+
+def test_worker_error_reaches_the_launcher_summary(toy_coco, tmp_path):
+    config = toy_config(RETINANET, toy_coco, tmp_path)
+    result, _ = dist_train(
+        config,
+        str(tmp_path / 'work'),
+        '--cfg-options',
+        'model.backbone.arch=s13',
+        expect_failure=True)
+    # torchrun's own failure summary carries the worker's exception.
+    summary = result.stdout.rpartition('Root Cause')[2]
+    assert "ValueError: PoolFormer: unknown arch 's13'" in summary
+
+
+def test_two_nodes_with_sync_bn_on_cpu(toy_ade20k, tmp_path):
+    """Two one-process "nodes" (NNODES=2, NODE_RANK 0 and 1) meeting at
+    MASTER_ADDR: the multi-node path, here with mmseg's SyncBN config,
+    whose SyncBN layers become BN without GPUs."""
+    config = toy_config(
+        'configs/poolformer/fpn_poolformer-s12_8xb4-40k_ade20k-512x512.py',
+        toy_ade20k, tmp_path)
+    work_dir = str(tmp_path / 'work')
+    env = dict(
+        os.environ,
+        PYTHON=sys.executable,
+        PORT=free_port(),
+        OMP_NUM_THREADS='1',
+        NNODES='2',
+        MASTER_ADDR='127.0.0.1')
+    nodes = [
+        subprocess.Popen([
+            'bash', 'tools/dist_train.sh', config, '1', '--work-dir', work_dir
+        ],
+                         cwd=ROOT,
+                         env=dict(env, NODE_RANK=str(rank)),
+                         stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT,
+                         text=True) for rank in (0, 1)
+    ]
+    outputs = [node.communicate(timeout=900)[0] for node in nodes]
+    for node, output in zip(nodes, outputs):
+        assert node.returncode == 0, output[-4000:]
+    assert 'SyncBN layers become BN' in outputs[0]
+    assert 'world_size: 2' in outputs[0] or 'GPU number: 2' in outputs[0]
+    assert osp.exists(osp.join(work_dir, 'iter_2.pth'))

@@ -6,6 +6,7 @@
 import argparse
 
 from mmengine.config import DictAction
+from torch.distributed.elastic.multiprocessing.errors import record
 
 from mixer_backbones.engine import build_runner, load_config
 
@@ -29,6 +30,9 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+# Under torchrun, a failing process's own exception and traceback are
+# written for the launcher, which prints them in its failure summary.
+@record
 def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.work_dir,

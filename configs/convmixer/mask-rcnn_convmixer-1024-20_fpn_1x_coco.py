@@ -31,6 +31,12 @@ _base_ = [
     'mmdet::_base_/default_runtime.py',
 ]
 custom_imports = dict(imports=['mixer_backbones'], allow_failed_imports=False)
+# The neck must fit the backbone (checked before anything runs); the log
+# shows images per second and, without GPUs, peak process memory.
+custom_hooks = [
+    dict(type='mixer_backbones.NeckChannelsCheckHook'),
+    dict(type='mixer_backbones.ThroughputHook'),
+]
 
 checkpoint = 'https://github.com/tmp-iclr/convmixer/releases/download/v1.0/convmixer_1024_20_ks9_p14.pth.tar'  # noqa: E501
 model = dict(

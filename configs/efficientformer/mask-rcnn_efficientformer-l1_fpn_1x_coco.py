@@ -8,6 +8,12 @@ _base_ = [
     'mmdet::_base_/default_runtime.py',
 ]
 custom_imports = dict(imports=['mixer_backbones'], allow_failed_imports=False)
+# The neck must fit the backbone (checked before anything runs); the log
+# shows images per second and, without GPUs, peak process memory.
+custom_hooks = [
+    dict(type='mixer_backbones.NeckChannelsCheckHook'),
+    dict(type='mixer_backbones.ThroughputHook'),
+]
 
 # ImageNet-1k weights (distilled, 300 epochs) as converted by timm. The
 # snap-research release files are on Google Drive only: download

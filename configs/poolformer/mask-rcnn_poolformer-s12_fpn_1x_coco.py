@@ -7,6 +7,12 @@ _base_ = [
     'mmdet::_base_/default_runtime.py',
 ]
 custom_imports = dict(imports=['mixer_backbones'], allow_failed_imports=False)
+# The neck must fit the backbone (checked before anything runs); the log
+# shows images per second and, without GPUs, peak process memory.
+custom_hooks = [
+    dict(type='mixer_backbones.NeckChannelsCheckHook'),
+    dict(type='mixer_backbones.ThroughputHook'),
+]
 
 checkpoint = 'https://github.com/sail-sg/poolformer/releases/download/v1.0/poolformer_s12.pth.tar'  # noqa: E501
 model = dict(
