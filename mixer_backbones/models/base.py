@@ -164,6 +164,7 @@ class BaseDenseBackbone(BaseModule):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
+        self.unit_channels = list(unit_channels)
         self.out_channels = [unit_channels[i] for i in self.out_indices]
         self.out_norms = nn.ModuleDict()
         if out_norm is not None:

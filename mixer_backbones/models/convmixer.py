@@ -318,7 +318,8 @@ class ConvMixer(BaseDenseBackbone):
         self.deploy = False
         self.stem = ConvActivationNorm(
             nn.Conv2d(in_channels, dim, patch_size, stride=patch_size), act)
-        rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        rates = torch.linspace(
+            0, drop_path_rate, depth, device='cpu').tolist()
         self.blocks = nn.ModuleList(
             ConvMixerBlock(dim, settings['kernel_size'], act, rate)
             for rate in rates)

@@ -388,7 +388,8 @@ class EfficientFormer(BaseDenseBackbone):
                 [('act1', nn.ReLU())] +
                 _conv_bn(stem_channels, widths[0], '2') +
                 [('act2', nn.ReLU())]))
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        rates = torch.linspace(
+            0, drop_path_rate, sum(depths), device='cpu').tolist()
         self.stages = nn.ModuleList()
         last = len(depths) - 1
         for i, (depth, width) in enumerate(zip(depths, widths)):

@@ -192,7 +192,8 @@ class PoolFormer(BaseDenseBackbone):
                                                   1e-5)
         self.stem = nn.Conv2d(
             in_channels, widths[0], kernel_size=7, stride=4, padding=2)
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        rates = torch.linspace(
+            0, drop_path_rate, sum(depths), device='cpu').tolist()
         self.stages = nn.ModuleList()
         for i, (depth, width) in enumerate(zip(depths, widths)):
             downsample = None if i == 0 else nn.Conv2d(

@@ -1,0 +1,139 @@
+"""Parameters and MACs of the backbones, counted on the meta device.
+
+    python tools/get_flops.py                        # every arch
+    python tools/get_flops.py poolformer --arch s12 --size 800 1344
+    python tools/get_flops.py --markdown             # the README's table
+
+For each arch: the ImageNet classifier's params and GMACs at 224 (what the
+papers publish, shown next to it) and the dense backbone's params and
+GMACs, as the configs build it (all four outputs with their level norms;
+ConvMixer with its default pyramid), at each ``--size`` (default 800x1344
+and 512x512). See :mod:`mixer_backbones.flops` for what is counted; the
+GMACs of ConvMixer's depthwise convolutions, which the published figures
+leave out, are given in brackets.
+"""
+import argparse
+import json
+
+import torch
+
+from mixer_backbones import ConvMixer, EfficientFormer, PoolFormer
+from mixer_backbones.flops import classification_figures, dense_figures
+
+FAMILIES = {
+    'poolformer': PoolFormer,
+    'efficientformer': EfficientFormer,
+    'convmixer': ConvMixer,
+}
+# Published (params in millions, GMACs at 224) of the ImageNet models.
+PUBLISHED = {
+    ('poolformer', 's12'): (11.9, 1.8),
+    ('poolformer', 's24'): (21.4, 3.4),
+    ('poolformer', 's36'): (30.9, 5.0),
+    ('poolformer', 'm36'): (56.2, 8.8),
+    ('poolformer', 'm48'): (73.5, 11.6),
+    ('efficientformer', 'l1'): (12.3, 1.3),
+    ('efficientformer', 'l3'): (31.4, 3.9),
+    ('efficientformer', 'l7'): (82.2, 10.2),
+    ('convmixer', '1536_20'): (51.6, 48.7),
+    ('convmixer', '768_32'): (21.1, 19.6),
+    ('convmixer', '1024_20'): (24.4, 5.6),
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument(
+        'family', nargs='?', choices=sorted(FAMILIES), help='default: all')
+    parser.add_argument('--arch', nargs='+', help='default: every arch')
+    parser.add_argument(
+        '--size',
+        type=int,
+        nargs=2,
+        action='append',
+        metavar=('H', 'W'),
+        help='dense input size, repeatable (default 800 1344 and 512 512)')
+    parser.add_argument(
+        '--markdown', action='store_true', help='print a markdown table')
+    parser.add_argument('--json', help='write the figures here too')
+    return parser.parse_args(argv)
+
+
+def measure(family_name: str, arch: str, sizes) -> dict:
+    family = FAMILIES[family_name]
+    classifier = classification_figures(family, arch)
+    with torch.device('meta'):
+        backbone = family(arch=arch)
+    row = dict(
+        model=f'{family.__name__}-{arch}',
+        params_m=classifier['params'] / 1e6,
+        gmacs_224=classifier['macs'] / 1e9,
+        depthwise_gmacs_224=classifier['by_op'].get('depthwise_convolution',
+                                                    0) / 1e9,
+        published=PUBLISHED.get((family_name, arch)),
+        dense_params_m=None,
+        dense={})
+    for height, width in sizes:
+        figures = dense_figures(backbone, (height, width))
+        row['dense_params_m'] = figures['params'] / 1e6
+        row['dense'][f'{height}x{width}'] = dict(
+            gmacs=figures['macs'] / 1e9,
+            depthwise_gmacs=figures['by_op'].get('depthwise_convolution', 0) /
+            1e9)
+    return row
+
+
+def _gmacs(total: float, depthwise: float, digits: int) -> str:
+    text = f'{total:.{digits}f}'
+    return text + f' ({depthwise:.{digits}f})' if depthwise else text
+
+
+def format_rows(rows, sizes, markdown: bool) -> str:
+    size_names = [f'{h}x{w}' for h, w in sizes]
+    header = (['model', 'params (M)', 'GMACs@224', 'published'] +
+              ['backbone params (M)'] + [f'GMACs@{s}' for s in size_names])
+    lines = []
+    for row in rows:
+        published = row['published']
+        cells = [
+            row['model'], f'{row["params_m"]:.1f}',
+            _gmacs(row['gmacs_224'], row['depthwise_gmacs_224'], 2),
+            f'{published[0]}M, {published[1]}' if published else '-',
+            f'{row["dense_params_m"]:.1f}'
+        ] + [
+            _gmacs(row['dense'][size]['gmacs'],
+                   row['dense'][size]['depthwise_gmacs'], 1)
+            for size in size_names
+        ]
+        lines.append(cells)
+    if markdown:
+        out = ['| ' + ' | '.join(header) + ' |',
+               '|' + '---|' * len(header)]
+        out += ['| ' + ' | '.join(cells) + ' |' for cells in lines]
+        return '\n'.join(out)
+    widths = [
+        max(len(str(c)) for c in column) for column in zip(header, *lines)
+    ]
+    return '\n'.join('  '.join(str(c).ljust(w) for c, w in zip(cells, widths))
+                     for cells in [header] + lines)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    sizes = args.size or [(800, 1344), (512, 512)]
+    families = [args.family] if args.family else list(FAMILIES)
+    rows = []
+    for name in families:
+        archs = args.arch or list(FAMILIES[name].arch_zoo)
+        for arch in archs:
+            FAMILIES[name].parse_arch(arch)  # names the valid archs
+            rows.append(measure(name, arch.lower(), sizes))
+    print(format_rows(rows, sizes, args.markdown))
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(rows, f, indent=1)
+    return rows
+
+
+if __name__ == '__main__':
+    main()
