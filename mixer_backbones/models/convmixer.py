@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from ..checkpoint import CheckpointError
 from ..registry import MODELS
 from .base import BaseDenseBackbone, StateDict
-from .layers import DropPath, GroupNorm1, build_activation
+from .layers import DropPath, GroupNorm1, add_residual, build_activation
 
 
 class ActivationNorm(nn.Module):
@@ -115,7 +115,7 @@ class ConvMixerBlock(nn.Module):
             nn.Conv2d(channels, channels, 1), act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.token_mixer(x))
+        x = add_residual(x, self.drop_path(self.token_mixer(x)))
         return self.channel_mixer(x)
 
 

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from ..checkpoint import CheckpointError
 from ..registry import MODELS
 from .base import BaseDenseBackbone, StateDict
-from .layers import (ConvMlp, DropPath, LayerScale, PoolingMixer,
-                     build_activation, fold_batchnorm)
+from .layers import (ConvMlp, DropPath, LayerNorm, LayerScale, PoolingMixer,
+                     add_residual, build_activation, fold_batchnorm)
 
 BIAS_MODES = ('bicubic', 'bilinear', 'clamp')
 
@@ -194,8 +194,10 @@ class Meta4DBlock(nn.Module):
             nn.Identity())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.layer_scale1(self.token_mixer(x)))
-        return x + self.drop_path(self.layer_scale2(self.mlp(x)))
+        x = add_residual(
+            x, self.drop_path(self.layer_scale1(self.token_mixer(x))))
+        return add_residual(x,
+                            self.drop_path(self.layer_scale2(self.mlp(x))))
 
 
 class Meta3DBlock(nn.Module):
@@ -213,11 +215,11 @@ class Meta3DBlock(nn.Module):
                  layer_scale_init_value: float = 1e-5,
                  attention: Optional[dict] = None) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(channels)
+        self.norm1 = LayerNorm(channels)
         self.token_mixer = RelativeBiasAttention(channels, **(attention or {}))
         self.layer_scale1 = LayerScale(
             channels, layer_scale_init_value, channel_dim=-1)
-        self.norm2 = nn.LayerNorm(channels)
+        self.norm2 = LayerNorm(channels)
         self.mlp = TokenMlp(channels, int(channels * mlp_ratio))
         self.layer_scale2 = LayerScale(
             channels, layer_scale_init_value, channel_dim=-1)
@@ -227,11 +229,14 @@ class Meta3DBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = x.shape
         tokens = x.flatten(2).transpose(1, 2)
-        tokens = tokens + self.drop_path(
-            self.layer_scale1(
-                self.token_mixer(self.norm1(tokens), height, width)))
-        tokens = tokens + self.drop_path(
-            self.layer_scale2(self.mlp(self.norm2(tokens))))
+        tokens = add_residual(
+            tokens,
+            self.drop_path(
+                self.layer_scale1(
+                    self.token_mixer(self.norm1(tokens), height, width))))
+        tokens = add_residual(
+            tokens,
+            self.drop_path(self.layer_scale2(self.mlp(self.norm2(tokens)))))
         return tokens.transpose(1, 2).reshape(batch, channels, height, width)
 
 

@@ -46,6 +46,18 @@ class DropPath(nn.Module):
         return f'drop_prob={self.drop_prob}'
 
 
+def add_residual(x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+    """``x + branch`` in the dtype of the residual stream ``x``.
+
+    Under autocast on GPUs, group and layer norms run in fp32, so a branch
+    that starts with one ends in fp32 and a plain ``x + branch`` would
+    promote the whole residual stream (and what later layers keep for
+    backward) to fp32 from the first block on. Outside autocast both are
+    the same dtype and this is the plain sum.
+    """
+    return x + branch.to(x.dtype)
+
+
 class LayerScale(nn.Module):
     """Per-channel learnable scale of a residual branch.
 
@@ -75,10 +87,26 @@ class LayerScale(nn.Module):
 
 
 class GroupNorm1(nn.GroupNorm):
-    """GroupNorm with one group: normalises over (C, H, W) per sample."""
+    """GroupNorm with one group: normalises over (C, H, W) per sample.
+
+    The result comes back in the input's dtype: under autocast on GPUs
+    ``group_norm`` computes in fp32, and handing that on would make the
+    pooling and layer scale after it keep fp32 tensors for backward.
+    """
 
     def __init__(self, num_channels: int, eps: float = 1e-5) -> None:
         super().__init__(1, num_channels, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x).to(x.dtype)
+
+
+class LayerNorm(nn.LayerNorm):
+    """LayerNorm whose result comes back in the input's dtype (see
+    :class:`GroupNorm1`)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x).to(x.dtype)
 
 
 class PoolingMixer(nn.Module):

@@ -8,7 +8,8 @@ import torch.nn as nn
 from ..checkpoint import CheckpointError
 from ..registry import MODELS
 from .base import BaseDenseBackbone, StateDict
-from .layers import ConvMlp, DropPath, GroupNorm1, LayerScale, PoolingMixer
+from .layers import (ConvMlp, DropPath, GroupNorm1, LayerScale, PoolingMixer,
+                     add_residual)
 
 
 class PoolFormerBlock(nn.Module):
@@ -80,8 +81,9 @@ class PoolFormerBlock(nn.Module):
         return self.token_mixer(x) * scale.to(x.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self._token_mixing(x)
-        return x + self.drop_path(self.layer_scale2(self.mlp(self.norm2(x))))
+        x = add_residual(x, self._token_mixing(x))
+        return add_residual(
+            x, self.drop_path(self.layer_scale2(self.mlp(self.norm2(x)))))
 
 
 class PoolFormerStage(nn.Module):
