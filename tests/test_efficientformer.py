@@ -546,17 +546,25 @@ def test_drop_path_rate():
     assert not torch.allclose(dropped, plain.train()(x)[-1])
 
 
-def test_switch_to_deploy():
-    model = tiny().eval()
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_switch_to_deploy(channels_last):
+    model = randomize(tiny()).eval()
     x = torch.rand(2, 3, 96, 160)
     with torch.no_grad():
         expected = model(x)
         model.switch_to_deploy()
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
         actual = model(x)
     assert not [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     for a, e in zip(actual, expected):
         assert_close_to_scale(a, e)
     assert set(k for k in model.state_dict() if 'running' in k) == set()
+    # With autograd on, the deploy form takes the unfused path: same values.
+    with torch.enable_grad():
+        for a, e in zip(model(x.requires_grad_()), expected):
+            assert_close_to_scale(a.detach(), e)
 
 
 def test_mmcv_fuse_conv_bn():

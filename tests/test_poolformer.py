@@ -1,6 +1,7 @@
 """PoolFormer: shapes, constructor options, every published weight layout,
 and equivalence with timm's independent implementation."""
 import re
+from unittest import mock
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ from safetensors.torch import save_file
 from conftest import assert_close_to_scale
 from mixer_backbones import PoolFormer
 from mixer_backbones.checkpoint import CheckpointError
+from mixer_backbones.models import layers
 from mixer_backbones.models.poolformer import PoolFormerBlock
 
 timm = pytest.importorskip('timm')
@@ -420,3 +422,39 @@ def test_fused_token_mixer_equals_textbook_form(training):
     torch.testing.assert_close(fused_dx, ref_dx, rtol=1e-4, atol=1e-6)
     # The norm's shift cancels in the token mixer; its scale still learns.
     torch.testing.assert_close(fused_dg, ref_dg, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_switch_to_deploy_keeps_outputs(channels_last):
+    torch.manual_seed(0)
+    model = PoolFormer(TINY, layer_scale_init_value=0.7).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if re.search(r'norm\d\.(weight|bias)$', name):
+                param.uniform_(0.5, 1.5)
+    x = torch.randn(2, 3, 45, 61)
+    with torch.no_grad():
+        expected = model(x)
+        model.switch_to_deploy()
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        fused_calls = []
+        real = layers._onednn_conv
+
+        def spy():
+            fused_calls.append(1)
+            return real()
+
+        with mock.patch.object(layers, '_onednn_conv', spy):
+            actual = model(x)
+    assert model.deployed
+    if torch.backends.mkldnn.is_available():
+        assert fused_calls, 'the fused oneDNN path did not run'
+
+    assert not any('layer_scale2' in k for k in model.state_dict())
+    for a, e in zip(actual, expected):
+        assert_close_to_scale(a, e)
+    # Off the fused CPU path (autograd on), the same values.
+    for a, e in zip(model(x.requires_grad_()), expected):
+        assert_close_to_scale(a.detach(), e)

@@ -6,18 +6,25 @@ the same input, in one process.
     python tools/benchmark.py convmixer --arch 1024_20 --mode both --json f
 
 Variants: ``ours``, ``channels_last`` (ours in NHWC), ``deploy`` (ours after
-``switch_to_deploy()``), ``timm`` and ``timm_channels_last``. Each is timed
-in interleaved rounds (round r runs every variant once) after warm-up, and
-reported as median and spread (min-max) of the rounds; ratios are against
-timm's eager model when it runs, else the first variant. Next to every
+``switch_to_deploy()``), ``deploy_channels_last``, ``timm``,
+``timm_channels_last``, ``mmpretrain`` and ``mmpretrain_channels_last`` (the
+optional ``benchmark`` extra), ``compiled`` and ``timm_compiled``
+(``torch.compile`` with inductor; the first warm-up round compiles). Each
+is timed in interleaved rounds (round r runs every variant once) after
+warm-up, and reported as median and spread (min-max) of the rounds;
+ratios are against timm's eager model when it runs, else the first
+variant. Next to every
 timing, the largest difference of the variant's stage outputs from the
 first variant's (``ours`` by default), relative to their scale
 (``max|a - b| / max|b|``): a speed-up only counts when that column is at
 float rounding. Memory: the peak GPU memory on CUDA;
-on the CPU the bytes saved for backward by one training step.
+on the CPU the bytes saved for backward by one training step. Like timm's
+``forward_features``, our variants run the stem and units without the
+output norms or ConvMixer's pyramid unless ``--full`` is given.
 """
 import argparse
 import copy
+import functools
 import json
 import statistics
 import time
@@ -34,6 +41,8 @@ FAMILIES = {
     'efficientformer': (EfficientFormer, 'efficientformer_{}'),
     'convmixer': (ConvMixer, 'convmixer_{}'),
 }
+# timm names that do not follow the pattern.
+TIMM_NAMES = {'convmixer_1024_20': 'convmixer_1024_20_ks9_p14'}
 DTYPES = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
 
@@ -49,7 +58,10 @@ def parse_args(argv=None):
     parser.add_argument(
         '--variants',
         nargs='+',
-        default=['ours', 'channels_last', 'timm', 'timm_channels_last'])
+        default=[
+            'ours', 'channels_last', 'deploy', 'deploy_channels_last',
+            'timm', 'timm_channels_last'
+        ])
     parser.add_argument('--rounds', type=int, default=7)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument(
@@ -59,6 +71,11 @@ def parse_args(argv=None):
         help='autocast dtype (GPU); fp32 also enables TF32 on GPU')
     parser.add_argument(
         '--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument(
+        '--full',
+        action='store_true',
+        help='time our whole forward, with the output norms and '
+        "ConvMixer's pyramid, which timm's models do not have")
     parser.add_argument('--json', help='write the results here too')
     return parser.parse_args(argv)
 
@@ -94,7 +111,9 @@ def timm_features(model: nn.Module, x: torch.Tensor,
 def relative_difference(outs, reference) -> float:
     worst = 0.
     for a, b in zip(outs, reference):
-        a = a.float().reshape(b.shape)  # timm's last stage may be tokens
+        if a.dim() == 3 and b.dim() == 4:  # EfficientFormer's last stage
+            a = a.transpose(1, 2)  # as tokens in timm and mmpretrain
+        a = a.float().reshape(b.shape)
         worst = max(worst, ((a - b).abs().max() /
                             b.abs().max().clamp_min(1e-12)).item())
     return worst
@@ -114,27 +133,113 @@ def saved_bytes(step: Callable[[], None]) -> int:
     return sum(storages.values())
 
 
+# mmpretrain's arch names, and where its units sit in ``network`` or
+# ``stages`` (PoolFormer interleaves downsamples with its stages).
+MMPRETRAIN_ARCHS = {'1536_20': '1536/20', '768_32': '768/32',
+                    '1024_20': '1024/20'}
+
+
+def _mmpretrain_unit_index(family: str, index: int) -> int:
+    return 2 * index if family == 'poolformer' else index
+
+
+def mmpretrain_model(family: str, arch: str, ours: nn.Module) -> nn.Module:
+    """mmpretrain's backbone for ``arch`` carrying ``ours``' weights.
+
+    The weights go through our own converter backwards: each of
+    mmpretrain's tensors is filled with its index, converted to our layout,
+    and the index found in each converted tensor says which of ours it
+    receives. A tensor that mixes sources, or one left unmapped apart from
+    mmpretrain's output norms, is refused.
+    """
+    from mmpretrain.models import backbones
+    cls = {
+        'poolformer': backbones.PoolFormer,
+        'efficientformer': backbones.EfficientFormer,
+        'convmixer': backbones.ConvMixer
+    }[family]
+    kwargs = {}
+    if arch == '768_32':  # mmpretrain's default GELU is not the paper's
+        kwargs['act_cfg'] = dict(type='ReLU')
+    model = cls(arch=MMPRETRAIN_ARCHS.get(arch, arch), **kwargs)
+    theirs = model.state_dict()
+    keys = list(theirs)
+    markers = {
+        k: torch.full_like(v, i, dtype=torch.float64)
+        for i, (k, v) in enumerate(theirs.items())
+    }
+    converted, _ = type(ours).convert_checkpoint(markers)
+    mine = ours.state_dict()
+    filled = set()
+    for key, marker in converted.items():
+        if key not in mine:
+            continue
+        sources = marker.unique()
+        if sources.numel() != 1:
+            raise ValueError(f'{key} mixes several mmpretrain tensors')
+        source = keys[int(sources.item())]
+        theirs[source] = mine[key].reshape(theirs[source].shape).to(
+            theirs[source].dtype)
+        filled.add(source)
+    # Left alone: mmpretrain's output norms and its integer buffers (batch
+    # counters, attention-bias index tables it derives itself).
+    missing = [
+        k for k in keys if k not in filled and not k.startswith('norm')
+        and theirs[k].is_floating_point()
+    ]
+    if missing:
+        raise ValueError(f'no weights of ours for {missing[:3]}')
+    model.load_state_dict(theirs)
+    return model
+
+
+def mmpretrain_units(family: str, model: nn.Module, x: torch.Tensor,
+                     indices) -> List[torch.Tensor]:
+    """mmpretrain's stem and units without its output norms (what timm's
+    ``forward_features`` runs); the outputs of the units at ``indices``."""
+    stem = model.stem if family == 'convmixer' else model.patch_embed
+    units = model.stages if family == 'convmixer' else model.network
+    wanted = {_mmpretrain_unit_index(family, i) for i in indices}
+    outs = []
+    x = stem(x)
+    for index, unit in enumerate(units):
+        x = unit(x)
+        if index in wanted:
+            outs.append(x)
+    return outs
+
+
 def build_variants(args) -> Dict[str, dict]:
+    """``{variant: entry}``, every model with the same weights (timm's
+    random initialisation converted to each layout)."""
     import timm
     family, timm_name = FAMILIES[args.family]
     arch = args.arch or next(iter(family.arch_zoo))
-    reference = timm.create_model(timm_name.format(arch), pretrained=False)
-    ours = family(arch)
+    name = timm_name.format(arch)
+    reference = timm.create_model(TIMM_NAMES.get(name, name), pretrained=False)
+    # Like for like with timm's forward_features: unless --full, time the
+    # stem and units alone, without output norms or ConvMixer's pyramid.
+    kwargs = dict(pyramid=None) if (family is ConvMixer
+                                    and not args.full) else {}
+    ours = family(arch, **kwargs)
     ours.load_converted(
         family.convert_checkpoint(reference.state_dict())[0], 'timm model')
-    variants = {}
-    for name in args.variants:
+
+    def build(name: str) -> dict:
         entry = dict(model=None, features=None, note='')
-        if name in ('ours', 'channels_last', 'deploy'):
-            model = family(arch)
+        if name in ('compiled', 'timm_compiled'):
+            # torch.compile (inductor) of the eager variant's forward.
+            entry = build(dict(compiled='ours', timm_compiled='timm')[name])
+            entry['run'] = torch.compile(entry['run'])
+        elif name in ('ours', 'channels_last', 'deploy',
+                      'deploy_channels_last'):
+            model = family(arch, **kwargs)
             model.load_state_dict(ours.state_dict())
-            if name == 'deploy':
-                if not hasattr(model, 'switch_to_deploy'):
-                    entry['note'] = f'{family.__name__} has no deploy form'
-                    variants[name] = entry
-                    continue
+            if name.startswith('deploy'):
                 model.eval().switch_to_deploy()
-            entry.update(model=model, features=raw_features, run=model)
+            run = model if args.full else functools.partial(
+                raw_features, model)
+            entry.update(model=model, features=raw_features, run=run)
         elif name in ('timm', 'timm_channels_last'):
             # Each variant owns its model: memory formats must not leak.
             model = copy.deepcopy(reference)
@@ -142,11 +247,24 @@ def build_variants(args) -> Dict[str, dict]:
                 model=model,
                 features=lambda m, x: timm_features(m, x, ours.out_indices),
                 run=model.forward_features)
+        elif name in ('mmpretrain', 'mmpretrain_channels_last'):
+            try:
+                model = mmpretrain_model(args.family, arch, ours)
+            except (ImportError, ValueError) as err:
+                entry['note'] = f'cannot build: {err}'
+                return entry
+            entry.update(
+                model=model,
+                features=lambda m, x: mmpretrain_units(
+                    args.family, m, x, ours.out_indices),
+                run=lambda x, m=model: mmpretrain_units(
+                    args.family, m, x, ()))
         else:
             raise SystemExit(f'unknown variant {name!r}')
         entry['channels_last'] = name.endswith('channels_last')
-        variants[name] = entry
-    return variants
+        return entry
+
+    return {name: build(name) for name in args.variants}
 
 
 def main(argv=None):

@@ -124,14 +124,17 @@ class PoolingMixer(nn.Module):
         super().__init__()
         self.pool_size = pool_size
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = F.avg_pool2d(
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """The average alone."""
+        return F.avg_pool2d(
             x,
             self.pool_size,
             stride=1,
             padding=self.pool_size // 2,
             count_include_pad=False)
-        return pooled - x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(x) - x
 
     def extra_repr(self) -> str:
         return f'pool_size={self.pool_size}'
@@ -174,6 +177,51 @@ class ConvMlp(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.drop1(self.act(self.norm1(self.fc1(x))))
         return self.drop2(self.norm2(self.fc2(x)))
+
+    def fold_output_scale(self, scale: torch.Tensor) -> None:
+        """Multiply the output by the per-channel ``scale`` (a layer scale)
+        through ``fc2``'s weights; needs the norms folded already."""
+        if not isinstance(self.norm2, nn.Identity):
+            raise RuntimeError('fold the BatchNorms before the layer scale')
+        with torch.no_grad():
+            self.fc2.weight.mul_(scale.view(-1, 1, 1, 1))
+            self.fc2.bias.mul_(scale)
+
+    def forward_residual(self, x: torch.Tensor,
+                         residual: torch.Tensor) -> torch.Tensor:
+        """``residual + self(x)`` for an MLP without norms or dropout (the
+        deploy form). On the CPU in fp32 without autograd, oneDNN runs
+        fc1 with its GELU and fc2 with the residual addition as two fused
+        convolutions, which saves two full passes over the widest tensor
+        and the output; elsewhere it is the plain computation."""
+        if _can_fuse(x, self):
+            hidden = _onednn_conv()(x, self.fc1.weight, self.fc1.bias, [0, 0],
+                                    [1, 1], [1, 1], 1, 'gelu', [], 'none')
+            return _onednn_conv().binary(hidden, residual, self.fc2.weight,
+                                         self.fc2.bias, [0, 0], [1, 1],
+                                         [1, 1], 1, 'add', None, None, [],
+                                         None)
+        return add_residual(residual, self(x))
+
+
+def _onednn_conv():
+    return torch.ops.mkldnn._convolution_pointwise
+
+
+_HAVE_ONEDNN_FUSION = (torch.backends.mkldnn.is_available()
+                       and hasattr(torch.ops.mkldnn, '_convolution_pointwise'))
+
+
+def _can_fuse(x: torch.Tensor, mlp: ConvMlp) -> bool:
+    # Under torch.compile the plain form is traced: the compiler fuses.
+    return (_HAVE_ONEDNN_FUSION and not torch.compiler.is_compiling()
+            and x.device.type == 'cpu' and x.dtype == torch.float32
+            and mlp.fc1.weight.dtype == torch.float32
+            and not (torch.is_grad_enabled() and
+                     (x.requires_grad or mlp.fc1.weight.requires_grad))
+            and isinstance(mlp.act, nn.GELU) and mlp.act.approximate == 'none'
+            and isinstance(mlp.norm1, nn.Identity)
+            and isinstance(mlp.drop1, nn.Identity))
 
 
 def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:

@@ -12,6 +12,22 @@ from .layers import (ConvMlp, DropPath, GroupNorm1, LayerScale, PoolingMixer,
                      add_residual)
 
 
+def _inverse_std(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """``1 / sqrt(var + eps)`` over (C, H, W) per sample, shape (N, 1, 1, 1).
+
+    Without autograd, group norm's kernel computes it in one pass, several
+    times faster than ``var_mean`` on a channels-last map; its statistics
+    outputs have no gradient, so training uses ``var_mean``.
+    """
+    if torch.is_grad_enabled() and x.requires_grad:
+        var, _ = torch.var_mean(x, dim=(1, 2, 3), keepdim=True, correction=0)
+        return torch.rsqrt(var + eps)
+    batch, channels, height, width = x.shape
+    rstd = torch.native_group_norm(x, None, None, batch, channels,
+                                   height * width, 1, eps)[2]
+    return rstd.view(batch, 1, 1, 1)
+
+
 class PoolFormerBlock(nn.Module):
     """``x + ls1 * (pool(GN(x)) - GN(x))``, then ``x + ls2 * MLP(GN(x))``.
 
@@ -53,6 +69,7 @@ class PoolFormerBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else (
             nn.Identity())
         self.fused_token_mixer = fused_token_mixer
+        self.deployed = False
         if fused_token_mixer:
             # The shift of norm1 cancels in pool(GN(x)) - GN(x): it has no
             # effect on the output (its gradient is exactly zero in the
@@ -71,19 +88,39 @@ class PoolFormerBlock(nn.Module):
         if not self.fused_token_mixer:
             return self.drop_path(
                 self.layer_scale1(self.token_mixer(self.norm1(x))))
-        var, _ = torch.var_mean(x, dim=(1, 2, 3), keepdim=True, correction=0)
-        scale = self.norm1.weight.view(1, -1, 1,
-                                       1) * torch.rsqrt(var + self.norm1.eps)
+        return self.token_mixer(x) * self._mixing_scale(x)
+
+    def _mixing_scale(self, x: torch.Tensor) -> torch.Tensor:
+        """``ls1 * gamma1 / sigma`` (with the drop-path mask), (N, C, 1, 1)."""
+        scale = self.norm1.weight.view(1, -1, 1, 1) * _inverse_std(
+            x, self.norm1.eps)
         if isinstance(self.layer_scale1, LayerScale):
             scale = scale * self.layer_scale1.weight.view(1, -1, 1, 1)
         if isinstance(self.drop_path, DropPath):
             scale = self.drop_path(scale)  # per-sample mask and rescale
-        return self.token_mixer(x) * scale.to(x.dtype)
+        return scale.to(x.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.deployed:
+            # x + s * (pool(x) - x) in one pass over x.
+            x = torch.lerp(x, self.token_mixer.pool(x), self._mixing_scale(x))
+            return self.mlp.forward_residual(self.norm2(x), x)
         x = add_residual(x, self._token_mixing(x))
         return add_residual(
             x, self.drop_path(self.layer_scale2(self.mlp(self.norm2(x)))))
+
+    def switch_to_deploy(self) -> None:
+        """Inference form: the fused token mixer, the second layer scale
+        folded into ``mlp.fc2``, and the MLP run with its residual addition
+        (fused on the CPU; see :meth:`ConvMlp.forward_residual`)."""
+        if self.deployed:
+            return
+        self.fused_token_mixer = True
+        if isinstance(self.layer_scale2, LayerScale):
+            self.mlp.fold_output_scale(self.layer_scale2.weight)
+            self.layer_scale2 = nn.Identity()
+        self.drop_path = nn.Identity()
+        self.deployed = True
 
 
 class PoolFormerStage(nn.Module):
@@ -207,6 +244,7 @@ class PoolFormer(BaseDenseBackbone):
                 for j in range(depth)
             ]
             self.stages.append(PoolFormerStage(downsample, blocks))
+        self.deployed = False
         self._setup_outputs(in_channels, out_indices, frozen_stages, norm_eval,
                             with_cp, widths)
 
@@ -216,6 +254,19 @@ class PoolFormer(BaseDenseBackbone):
         for block in stage.blocks:
             x = self.run_block(block, x)
         return x
+
+    def switch_to_deploy(self) -> 'PoolFormer':
+        """Turn every block into its inference form, in place: the fused
+        token mixer, layer scales folded into the MLP, and on the CPU in
+        fp32 oneDNN's fused 1x1 conv + GELU and 1x1 conv + residual add
+        (fastest with ``channels_last`` inputs). Outputs stay equal within
+        float rounding; the form is for inference (eval mode, no
+        training). Returns the model."""
+        for stage in self.stages:
+            for block in stage.blocks:
+                block.switch_to_deploy()
+        self.deployed = True
+        return self
 
     # ---------------------------------------------------------- weights --
     @classmethod

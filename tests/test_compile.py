@@ -1,0 +1,46 @@
+"""torch.compile traces every backbone as one graph (fullgraph=True: no
+graph breaks), in training and inference, and the deploy forms too.
+Dynamo's tracing is what breaks graphs; the ``eager`` backend checks it
+without code generation (benchmark.py's ``compiled`` variant times
+inductor)."""
+import pytest
+import torch
+
+from mixer_backbones import ConvMixer, EfficientFormer, PoolFormer
+
+MODELS = {
+    'poolformer':
+    lambda: PoolFormer(dict(depths=[1, 1, 1, 1], widths=[8, 16, 24, 32])),
+    'poolformer-fused':
+    lambda: PoolFormer(
+        dict(depths=[1, 1, 1, 1], widths=[8, 16, 24, 32]),
+        fused_token_mixer=True),
+    'efficientformer':
+    lambda: EfficientFormer(
+        dict(depths=[1, 1, 1, 2], widths=[8, 16, 24, 32], vit_num=1)),
+    'convmixer':
+    lambda: ConvMixer(
+        dict(dim=16, depth=4, kernel_size=5, patch_size=7, act='gelu')),
+}
+
+
+@pytest.mark.parametrize('name', MODELS)
+@pytest.mark.parametrize('form', ['train', 'eval', 'deploy'])
+def test_fullgraph(name, form):
+    torch._dynamo.reset()
+    model = MODELS[name]()
+    model.train(form == 'train')
+    if form == 'deploy':
+        model.switch_to_deploy()
+    compiled = torch.compile(model, backend='eager', fullgraph=True)
+    x = torch.randn(2, 3, 67, 93, requires_grad=form == 'train')
+    with torch.set_grad_enabled(form == 'train'):
+        torch.manual_seed(0)
+        expected = model(x)
+        torch.manual_seed(0)
+        actual = compiled(x)
+    for a, e in zip(actual, expected):
+        torch.testing.assert_close(a, e)
+    if form == 'train':
+        sum(a.square().mean() for a in actual).backward()
+        assert x.grad is not None
