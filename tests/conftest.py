@@ -214,6 +214,21 @@ def torch_cuda_available():
     return torch.cuda.is_available()
 
 
+def deployed(model, x, channels_last):
+    """``model`` after ``switch_to_deploy()`` and ``x``, both in
+    channels-last layout when asked."""
+    model.switch_to_deploy()
+    if channels_last:
+        model = model.to(memory_format=torch_channels_last())
+        x = x.contiguous(memory_format=torch_channels_last())
+    return model, x
+
+
+def torch_channels_last():
+    import torch
+    return torch.channels_last
+
+
 def assert_close_to_scale(actual, expected, tol=1e-5):
     """``max|actual - expected| <= tol * max|expected|``: float rounding
     accumulated through a deep network, measured against the size of the

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import save_file
 
-from conftest import assert_close_to_scale
+from conftest import assert_close_to_scale, deployed
 from mixer_backbones import MODELS, EfficientFormer
 from mixer_backbones.checkpoint import CheckpointError
 from mixer_backbones.models.efficientformer import (Meta3DBlock, Meta4DBlock,
@@ -552,10 +552,7 @@ def test_switch_to_deploy(channels_last):
     x = torch.rand(2, 3, 96, 160)
     with torch.no_grad():
         expected = model(x)
-        model.switch_to_deploy()
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
-            x = x.contiguous(memory_format=torch.channels_last)
+        model, x = deployed(model, x, channels_last)
         actual = model(x)
     assert not [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     for a, e in zip(actual, expected):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import assert_close_to_scale
+from conftest import assert_close_to_scale, deployed
 from mixer_backbones import PoolFormer
 from mixer_backbones.checkpoint import CheckpointError
 from mixer_backbones.models import layers
@@ -435,10 +435,7 @@ def test_switch_to_deploy_keeps_outputs(channels_last):
     x = torch.randn(2, 3, 45, 61)
     with torch.no_grad():
         expected = model(x)
-        model.switch_to_deploy()
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
-            x = x.contiguous(memory_format=torch.channels_last)
+        model, x = deployed(model, x, channels_last)
         fused_calls = []
         real = layers._onednn_conv
 
