@@ -15,8 +15,9 @@ import hashlib
 import os
 import os.path as osp
 import pickle
+import re
 import zipfile
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 import torch
@@ -131,16 +132,36 @@ def load_checkpoint_file(filename: str, map_location: str = 'cpu') -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        blocked = _blocked_global(str(err))
+        if blocked is None:  # not a pickle of ours to judge: bad bytes
+            detail = re.search(r'Unsupported operand \S+', str(err))
+            raise CheckpointError(
+                f'cannot read checkpoint {filename!r} (truncated or '
+                f'corrupt?): not a valid pickle ('
+                f'{detail.group(0) if detail else "unreadable data"})'
+            ) from err
         raise CheckpointError(
-            f'refusing to load {filename!r}: it holds objects outside the '
-            f'types a checkpoint needs (tensors, containers, numpy data, '
-            f'mmengine HistoryBuffer), and unpickling them could run code. '
-            f'Details: {err}') from err
+            f'refusing to load {filename!r}: it holds {blocked}, outside '
+            f'the types a checkpoint needs (tensors, containers, numpy '
+            f'data, mmengine HistoryBuffer); unpickling it could run code, '
+            f'so nothing was unpickled') from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
             OSError) as err:
         raise CheckpointError(
             f'cannot read checkpoint {filename!r} (truncated or corrupt?): '
             f'{type(err).__name__}: {err}') from err
+
+
+def _blocked_global(message: str) -> Optional[str]:
+    """The object torch's weights-only unpickler refused, as named in its
+    message (``GLOBAL posix.system``), or None when the refusal was about
+    malformed data rather than a forbidden object."""
+    match = re.search(r'(?:GLOBAL|global) ([\w.]+)', message)
+    if match:
+        return match.group(1)
+    if 'Unsupported operand' in message:
+        return None
+    return 'an object of a type that is not allowed'
 
 
 def extract_state_dict(checkpoint: Any) -> Dict[str, torch.Tensor]:

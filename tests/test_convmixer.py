@@ -582,3 +582,15 @@ def test_switch_to_deploy_is_exact(act, signed):
     for a, b in zip(before, after):
         assert_close_to_scale(b, a)
     assert model.switch_to_deploy() is model  # idempotent
+
+
+def test_single_tiny_training_image_is_explained():
+    model = ConvMixer(
+        dict(dim=16, depth=2, kernel_size=3, patch_size=7, act='gelu'))
+    with pytest.raises(ValueError, match=r'batch of one 13x13 image.*14'):
+        model(torch.rand(1, 3, 13, 13))
+    model(torch.rand(1, 3, 14, 7))
+    model(torch.rand(2, 3, 13, 13))
+    ConvMixer(
+        dict(dim=16, depth=2, kernel_size=3, patch_size=7, act='gelu'),
+        norm_eval=True).train()(torch.rand(1, 3, 13, 13))

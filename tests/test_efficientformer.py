@@ -597,3 +597,12 @@ def test_max_differences_vs_timm_were_measured():
     for (arch, layout), error in sorted(ERRORS.items()):
         print(f'max abs difference vs timm, {arch} {layout}: {error:.3g}')
     assert all(error < 1e-3 for error in ERRORS.values())
+
+
+def test_single_tiny_training_image_is_explained():
+    model = tiny()
+    with pytest.raises(ValueError, match=r'batch of one 32x20 image.*33'):
+        model(torch.rand(1, 3, 32, 20))
+    model(torch.rand(1, 3, 33, 20))  # a 2x1 map at stride 32
+    model(torch.rand(2, 3, 32, 20))
+    model.eval()(torch.rand(1, 3, 32, 20))

@@ -104,10 +104,11 @@ def test_tool_prints_and_writes_json(tmp_path, capsys):
     path = tmp_path / 'flops.json'
     rows = get_flops.main([
         'convmixer', '--arch', '1024_20', '--size', '64', '96', '--json',
-        str(path), '--markdown'
+        str(path), '--markdown', '--throughput', '64', '64', '--rounds', '1'
     ])
     printed = capsys.readouterr().out
     assert '| ConvMixer-1024_20 | 24.4 |' in printed
+    assert 'img/s@64x64' in printed and rows[0]['img_per_s'] > 0
     assert json.loads(path.read_text())[0]['dense']['64x96']['gmacs'] > 0
     assert rows[0]['published'] == (24.4, 5.6)
     with pytest.raises(ValueError, match='unknown arch'):

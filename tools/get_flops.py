@@ -2,7 +2,7 @@
 
     python tools/get_flops.py                        # every arch
     python tools/get_flops.py poolformer --arch s12 --size 800 1344
-    python tools/get_flops.py --markdown             # the README's table
+    python tools/get_flops.py --markdown --throughput 512 512  # README
 
 For each arch: the ImageNet classifier's params and GMACs at 224 (what the
 papers publish, shown next to it) and the dense backbone's params and
@@ -10,10 +10,14 @@ GMACs, as the configs build it (all four outputs with their level norms;
 ConvMixer with its default pyramid), at each ``--size`` (default 800x1344
 and 512x512). See :mod:`mixer_backbones.flops` for what is counted; the
 GMACs of ConvMixer's depthwise convolutions, which the published figures
-leave out, are given in brackets.
+leave out, are given in brackets. ``--throughput H W`` adds images per
+second of the inference form (``switch_to_deploy()``, batch 1, in the
+memory layout that is fastest for the family on a CPU) on this machine.
 """
 import argparse
 import json
+import statistics
+import time
 
 import torch
 
@@ -24,6 +28,14 @@ FAMILIES = {
     'poolformer': PoolFormer,
     'efficientformer': EfficientFormer,
     'convmixer': ConvMixer,
+}
+# Measured with tools/benchmark.py on a 2-core CPU: channels-last is faster
+# for PoolFormer and EfficientFormer (1.3x), slower for ConvMixer (its
+# depthwise convolutions lose more than its 1x1 convolutions gain).
+FAST_LAYOUT = {
+    'poolformer': torch.channels_last,
+    'efficientformer': torch.channels_last,
+    'convmixer': torch.contiguous_format,
 }
 # Published (params in millions, GMACs at 224) of the ImageNet models.
 PUBLISHED = {
@@ -53,6 +65,13 @@ def parse_args(argv=None):
         action='append',
         metavar=('H', 'W'),
         help='dense input size, repeatable (default 800 1344 and 512 512)')
+    parser.add_argument(
+        '--throughput',
+        type=int,
+        nargs=2,
+        metavar=('H', 'W'),
+        help='also time the inference form at this size (real weights)')
+    parser.add_argument('--rounds', type=int, default=5)
     parser.add_argument(
         '--markdown', action='store_true', help='print a markdown table')
     parser.add_argument('--json', help='write the figures here too')
@@ -88,10 +107,45 @@ def _gmacs(total: float, depthwise: float, digits: int) -> str:
     return text + f' ({depthwise:.{digits}f})' if depthwise else text
 
 
+def throughput(family_name: str, arch: str, size, rounds: int) -> float:
+    """Images per second of the deploy form, batch 1, median of
+    ``rounds`` timed runs after one warm-up."""
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    layout = FAST_LAYOUT[family_name]
+    model = FAMILIES[family_name](arch=arch).to(device).eval()
+    model.switch_to_deploy()
+    model = model.to(memory_format=layout)
+    x = torch.randn(1, 3, *size, device=device).contiguous(
+        memory_format=layout)
+    times = []
+    with torch.no_grad():
+        for round_ in range(rounds + 1):
+            if device == 'cuda':
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            model(x)
+            if device == 'cuda':
+                torch.cuda.synchronize()
+            if round_:
+                times.append(time.perf_counter() - start)
+    return 1 / statistics.median(times)
+
+
+def machine() -> str:
+    import platform
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return (f'{platform.processor() or platform.machine()} CPU, '
+            f'{torch.get_num_threads()} threads')
+
+
 def format_rows(rows, sizes, markdown: bool) -> str:
     size_names = [f'{h}x{w}' for h, w in sizes]
     header = (['model', 'params (M)', 'GMACs@224', 'published'] +
               ['backbone params (M)'] + [f'GMACs@{s}' for s in size_names])
+    timed = [r for r in rows if 'img_per_s' in r]
+    if timed:
+        header.append(f'img/s@{timed[0]["throughput_size"]}')
     lines = []
     for row in rows:
         published = row['published']
@@ -105,6 +159,8 @@ def format_rows(rows, sizes, markdown: bool) -> str:
                    row['dense'][size]['depthwise_gmacs'], 1)
             for size in size_names
         ]
+        if timed:
+            cells.append(f'{row["img_per_s"]:.2f}')
         lines.append(cells)
     if markdown:
         out = ['| ' + ' | '.join(header) + ' |',
@@ -127,8 +183,16 @@ def main(argv=None):
         archs = args.arch or list(FAMILIES[name].arch_zoo)
         for arch in archs:
             FAMILIES[name].parse_arch(arch)  # names the valid archs
-            rows.append(measure(name, arch.lower(), sizes))
+            row = measure(name, arch.lower(), sizes)
+            if args.throughput:
+                row['img_per_s'] = throughput(name, arch.lower(),
+                                              args.throughput, args.rounds)
+                row['throughput_size'] = '{}x{}'.format(*args.throughput)
+                row['machine'] = machine()
+            rows.append(row)
     print(format_rows(rows, sizes, args.markdown))
+    if args.throughput:
+        print(f'\nimg/s: deploy form, batch 1, fp32, on {machine()}')
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(rows, f, indent=1)

@@ -211,6 +211,23 @@ class BaseDenseBackbone(BaseModule):
                 f'{type(self).__name__}: input of size '
                 f'{tuple(x.shape[-2:])} is smaller than the minimum '
                 f'{self.min_input_size}x{self.min_input_size}')
+        limit = self.min_single_image_training_size()
+        if (limit and self.training and x.shape[0] == 1
+                and max(x.shape[-2:]) < limit and any(
+                    isinstance(m, _BatchNorm) and m.training
+                    for m in self.modules())):
+            raise ValueError(
+                f'{type(self).__name__}: a training batch of one '
+                f'{x.shape[-2]}x{x.shape[-1]} image leaves its BatchNorms '
+                f'a 1x1 map (one value per channel) to normalise; train '
+                f'with 2 or more images per batch, with inputs of at least '
+                f'{limit} pixels on one side, or with norm_eval=True')
+
+    def min_single_image_training_size(self) -> int:
+        """Smallest input side for which a training batch of one image
+        still gives every BatchNorm more than one value per channel; 0 when
+        there is no such limit (no BatchNorm)."""
+        return 0
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         return self.stem(x)

@@ -409,6 +409,10 @@ class ConvMixer(BaseDenseBackbone):
                 outputs.append(level(feature, size))
         return tuple(outputs)
 
+    def min_single_image_training_size(self) -> int:
+        # The patch grid is n // patch wide: one patch up to 2 * patch - 1.
+        return 2 * self.patch_size
+
     # ----------------------------------------------------------- deploy --
     @torch.no_grad()
     def switch_to_deploy(self) -> 'ConvMixer':

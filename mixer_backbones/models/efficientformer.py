@@ -445,6 +445,11 @@ class EfficientFormer(BaseDenseBackbone):
         # tokens; hand the necks a standard contiguous NCHW tensor.
         return x.contiguous()
 
+    def min_single_image_training_size(self) -> int:
+        # Five stride-2 convs (3x3, padding 1): the last map is
+        # ceil(n / 32) wide, 1 up to n = 32.
+        return 33
+
     # ---------------------------------------------------------- deploy --
     def switch_to_deploy(self) -> 'EfficientFormer':
         """Fold every BatchNorm (stem, downsamples, Meta4D MLPs) into the
