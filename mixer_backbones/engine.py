@@ -7,6 +7,7 @@ the same rules: where the work directory goes, what ``--amp`` and
 import logging
 import os
 import os.path as osp
+import subprocess
 from typing import Optional
 
 import torch
@@ -59,9 +60,9 @@ def set_resume(cfg: Config, resume: Optional[str]) -> None:
 
 
 def setup_cpu_distributed(cfg: Config) -> None:
-    """Make the ``pytorch`` launcher work on a machine without GPUs.
+    """Make the ``pytorch`` and ``slurm`` launchers work without GPUs.
 
-    mmengine's launcher calls ``torch.cuda.set_device`` and wraps the model
+    mmengine's launchers call ``torch.cuda.set_device`` and wrap the model
     with ``device_ids=[LOCAL_RANK]``, both of which fail without CUDA. When
     no GPU is visible, join the process group with gloo here (mmengine
     then skips its own initialisation) and wrap the model without device
@@ -69,7 +70,7 @@ def setup_cpu_distributed(cfg: Config) -> None:
     runs on GPUs, so SyncBN layers (mmseg's configs use them) become plain
     BN, with a warning.
     """
-    if cfg.launcher != 'pytorch' or torch.cuda.is_available():
+    if cfg.launcher not in ('pytorch', 'slurm') or torch.cuda.is_available():
         return
     cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
     cfg.env_cfg.dist_cfg.backend = 'gloo'
@@ -80,6 +81,8 @@ def setup_cpu_distributed(cfg: Config) -> None:
             logger='current',
             level=logging.WARNING)
     if not dist.is_initialized():
+        if cfg.launcher == 'slurm':
+            _environment_from_slurm(cfg.env_cfg.dist_cfg.get('port'))
         dist.init_process_group(
             backend='gloo',
             rank=int(os.environ['RANK']),
@@ -90,6 +93,26 @@ def setup_cpu_distributed(cfg: Config) -> None:
         find_unused_parameters=cfg.get('find_unused_parameters', False))
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
+
+
+def _environment_from_slurm(port: Optional[int] = None) -> None:
+    """torch's ``env://`` variables from Slurm's, as mmengine's slurm
+    launcher derives them: rank and world size from the task, the master
+    from the first host of the job (``MASTER_ADDR`` wins when set), the
+    port from ``dist_cfg.port``, ``MASTER_PORT`` or 29500."""
+    os.environ['RANK'] = os.environ['SLURM_PROCID']
+    os.environ['WORLD_SIZE'] = os.environ['SLURM_NTASKS']
+    os.environ['LOCAL_RANK'] = os.environ.get('SLURM_LOCALID', '0')
+    if 'MASTER_ADDR' not in os.environ:
+        hosts = subprocess.run(
+            ['scontrol', 'show', 'hostnames', os.environ['SLURM_NODELIST']],
+            capture_output=True,
+            text=True,
+            check=True).stdout.split()
+        os.environ['MASTER_ADDR'] = hosts[0]
+    if port is not None:
+        os.environ['MASTER_PORT'] = str(port)
+    os.environ.setdefault('MASTER_PORT', '29500')
 
 
 def _replace_sync_bn(node) -> bool:

@@ -44,7 +44,8 @@ def test_benchmark_mmpretrain_on_the_same_weights(family, arch, tmp_path):
     out = tmp_path / 'bench.json'
     run_tool('tools/benchmark.py', family, '--arch', arch, '--size', '64',
              '64', '--variants', 'ours', 'mmpretrain', 'timm', '--rounds', '1',
-             '--warmup', '0', '--json', out)
+             '--warmup', '0', '--mode', 'both', '--json', out)
     report = json.loads(out.read_text())['results']
     assert report['mmpretrain']['max_rel_diff'] < 1e-5
+    assert report['mmpretrain']['train']['saved_for_backward_mib'] > 0
     assert report['timm']['max_rel_diff'] < 1e-5

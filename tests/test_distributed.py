@@ -104,3 +104,90 @@ def test_two_nodes_with_sync_bn_on_cpu(toy_ade20k, tmp_path):
     assert 'SyncBN layers become BN' in outputs[0]
     assert 'world_size: 2' in outputs[0] or 'GPU number: 2' in outputs[0]
     assert osp.exists(osp.join(work_dir, 'iter_2.pth'))
+
+
+FAKE_SRUN = '''#!{python}
+"""srun for tests: runs the command once per task with Slurm's task
+variables, in parallel, and fails when a task fails."""
+import os
+import subprocess
+import sys
+
+args, tasks, i = sys.argv[1:], 1, 0
+with open(os.environ['SRUN_RECORD'], 'w') as record:
+    record.write(' '.join(args))
+while args[i].startswith('-'):
+    if args[i].startswith('--ntasks='):
+        tasks = int(args[i].split('=')[1])
+    i += 2 if args[i] in ('-p', '-n', '-N') else 1
+procs = [
+    subprocess.Popen(
+        args[i:],
+        env=dict(
+            os.environ,
+            SLURM_PROCID=str(rank),
+            SLURM_LOCALID=str(rank),
+            SLURM_NTASKS=str(tasks),
+            SLURM_NODELIST='node[1-2]')) for rank in range(tasks)
+]
+sys.exit(max(p.wait() for p in procs))
+'''
+FAKE_SCONTROL = '''#!/usr/bin/env bash
+[ "$1 $2 $3" = "show hostnames node[1-2]" ] && printf '127.0.0.1\\nnode2\\n'
+'''
+
+
+def test_slurm_scripts_on_cpu(toy_coco, tmp_path):
+    """tools/slurm_train.sh and slurm_test.sh through an srun stand-in
+    that starts the tasks locally: the slurm launcher on CPUs (gloo), the
+    master taken from scontrol as on a cluster."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    for name, text in (('srun', FAKE_SRUN.format(python=sys.executable)),
+                       ('scontrol', FAKE_SCONTROL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    config = toy_config(RETINANET, toy_coco, tmp_path)
+    work_dir = str(tmp_path / 'work')
+    env = {
+        key: value
+        for key, value in os.environ.items() if key != 'MASTER_ADDR'
+    }
+    env.update(
+        PATH=f'{bin_dir}:{os.environ["PATH"]}',
+        PYTHON=sys.executable,
+        MASTER_PORT=free_port(),
+        OMP_NUM_THREADS='1',
+        GPUS='2',
+        GRES='',
+        SRUN_RECORD=str(tmp_path / 'srun_args'))
+    result = subprocess.run([
+        'bash', 'tools/slurm_train.sh', 'cpu', 'toy', config, '--work-dir',
+        work_dir
+    ],
+                            cwd=ROOT,
+                            env=env,
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT,
+                            text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:]
+    srun_args = (tmp_path / 'srun_args').read_text()
+    assert '--ntasks=2' in srun_args and '--gres' not in srun_args
+    assert 'world_size: 2' in result.stdout or 'GPU number: 2' in (
+        result.stdout)
+    checkpoint = osp.join(work_dir, 'iter_2.pth')
+    assert osp.exists(checkpoint)
+    env['MASTER_PORT'] = free_port()
+    result = subprocess.run([
+        'bash', 'tools/slurm_test.sh', 'cpu', 'toy', config, checkpoint,
+        '--work-dir', work_dir
+    ],
+                            cwd=ROOT,
+                            env=env,
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT,
+                            text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert metric_values(result.stdout, r'coco/bbox_mAP:')

@@ -193,13 +193,18 @@ def mmpretrain_model(family: str, arch: str, ours: nn.Module) -> nn.Module:
     return model
 
 
-def mmpretrain_units(family: str, model: nn.Module, x: torch.Tensor,
-                     indices) -> List[torch.Tensor]:
+def mmpretrain_units(family: str,
+                     model: nn.Module,
+                     x: torch.Tensor,
+                     indices=None) -> List[torch.Tensor]:
     """mmpretrain's stem and units without its output norms (what timm's
-    ``forward_features`` runs); the outputs of the units at ``indices``."""
+    ``forward_features`` runs); the outputs of the units at ``indices``
+    (ours), or of the last unit."""
     stem = model.stem if family == 'convmixer' else model.patch_embed
     units = model.stages if family == 'convmixer' else model.network
-    wanted = {_mmpretrain_unit_index(family, i) for i in indices}
+    wanted = ({len(units) - 1} if indices is None else
+              {_mmpretrain_unit_index(family, i)
+               for i in indices})
     outs = []
     x = stem(x)
     for index, unit in enumerate(units):
@@ -257,8 +262,7 @@ def build_variants(args) -> Dict[str, dict]:
                 model=model,
                 features=lambda m, x: mmpretrain_units(
                     args.family, m, x, ours.out_indices),
-                run=lambda x, m=model: mmpretrain_units(
-                    args.family, m, x, ()))
+                run=lambda x, m=model: mmpretrain_units(args.family, m, x))
         else:
             raise SystemExit(f'unknown variant {name!r}')
         entry['channels_last'] = name.endswith('channels_last')

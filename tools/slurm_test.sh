@@ -14,11 +14,12 @@ shift 4
 GPUS=${GPUS:-8}
 GPUS_PER_NODE=${GPUS_PER_NODE:-$((GPUS < 8 ? GPUS : 8))}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
+GRES=${GRES-gpu:$GPUS_PER_NODE}
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck disable=SC2086
 srun -p "$PARTITION" \
   --job-name="$JOB_NAME" \
-  --gres="gpu:$GPUS_PER_NODE" \
+  ${GRES:+--gres="$GRES"} \
   --ntasks="$GPUS" \
   --ntasks-per-node="$GPUS_PER_NODE" \
   --cpus-per-task="$CPUS_PER_TASK" \
