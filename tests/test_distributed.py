@@ -137,6 +137,19 @@ FAKE_SCONTROL = '''#!/usr/bin/env bash
 '''
 
 
+def run_script(env, *args):
+    """``bash args`` from the repository root with exactly ``env``."""
+    result = subprocess.run(['bash', *args],
+                            cwd=ROOT,
+                            env=env,
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT,
+                            text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:]
+    return result
+
+
 def test_slurm_scripts_on_cpu(toy_coco, tmp_path):
     """tools/slurm_train.sh and slurm_test.sh through an srun stand-in
     that starts the tasks locally: the slurm launcher on CPUs (gloo), the
@@ -161,17 +174,8 @@ def test_slurm_scripts_on_cpu(toy_coco, tmp_path):
         GPUS='2',
         GRES='',
         SRUN_RECORD=str(tmp_path / 'srun_args'))
-    result = subprocess.run([
-        'bash', 'tools/slurm_train.sh', 'cpu', 'toy', config, '--work-dir',
-        work_dir
-    ],
-                            cwd=ROOT,
-                            env=env,
-                            stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT,
-                            text=True,
-                            timeout=900)
-    assert result.returncode == 0, result.stdout[-4000:]
+    result = run_script(env, 'tools/slurm_train.sh', 'cpu', 'toy', config,
+                        '--work-dir', work_dir)
     srun_args = (tmp_path / 'srun_args').read_text()
     assert '--ntasks=2' in srun_args and '--gres' not in srun_args
     assert 'world_size: 2' in result.stdout or 'GPU number: 2' in (
@@ -179,15 +183,6 @@ def test_slurm_scripts_on_cpu(toy_coco, tmp_path):
     checkpoint = osp.join(work_dir, 'iter_2.pth')
     assert osp.exists(checkpoint)
     env['MASTER_PORT'] = free_port()
-    result = subprocess.run([
-        'bash', 'tools/slurm_test.sh', 'cpu', 'toy', config, checkpoint,
-        '--work-dir', work_dir
-    ],
-                            cwd=ROOT,
-                            env=env,
-                            stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT,
-                            text=True,
-                            timeout=900)
-    assert result.returncode == 0, result.stdout[-4000:]
+    result = run_script(env, 'tools/slurm_test.sh', 'cpu', 'toy', config,
+                        checkpoint, '--work-dir', work_dir)
     assert metric_values(result.stdout, r'coco/bbox_mAP:')
