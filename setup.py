@@ -43,6 +43,8 @@ setup(
         'tests':
         ['pytest>=7', 'timm>=1.0', 'pycocotools', 'safetensors', 'flake8'],
         'benchmark': ['mmpretrain==1.2.0'],
+        # ONNX export (torch's dynamo exporter) and its check.
+        'export': ['onnx', 'onnxscript', 'onnxruntime'],
     },
     classifiers=[
         'Programming Language :: Python :: 3',

@@ -62,9 +62,9 @@ class NeckChannelsCheckHook(Hook):
 
 @HOOKS.register_module()
 class ThroughputHook(Hook):
-    """Log ``img_per_s`` (all processes together) for every training
-    iteration, and ``cpu_memory`` (peak resident MiB of this process) when
-    no GPU is in use.
+    """Log ``img_per_s`` (all processes together; images per iteration over
+    the mean iteration time of the logger's window) and ``cpu_memory``
+    (peak resident MiB of this process) when no GPU is in use.
 
     It reads the iteration time that mmengine's ``IterTimerHook`` has just
     recorded, so its priority sits between that hook's and the logger's.
@@ -78,7 +78,12 @@ class ThroughputHook(Hook):
                          outputs: Optional[dict] = None) -> None:
         hub = runner.message_hub
         if 'train/time' in hub.log_scalars and data_batch is not None:
-            seconds = hub.get_scalar('train/time').current()
+            # Over the logger's window, as the logged ``time`` is: a mean of
+            # per-iteration rates would overstate throughput when
+            # iteration times vary.
+            window = getattr(runner.log_processor, 'window_size', 10)
+            seconds = hub.get_scalar('train/time').mean(
+                window if isinstance(window, int) else 10)
             images = _batch_size(data_batch) * get_world_size()
             if seconds > 0 and images:
                 hub.update_scalar('train/img_per_s', images / seconds)

@@ -169,9 +169,10 @@ pip install -q "mmdet==$MMDET_VERSION" "mmsegmentation==$MMSEG_VERSION" \
   "timm==$TIMM_VERSION" pycocotools ftfy regex "$SETUPTOOLS_SPEC" \
   >"$step_log" 2>&1
 
-step "mixer_backbones (editable) with test and benchmark dependencies"
-# benchmark: mmpretrain, the third implementation tools/benchmark.py times.
-pip install -q --no-build-isolation -e "$repo[tests,benchmark]" \
+step "mixer_backbones (editable) with test, benchmark and export extras"
+# benchmark: mmpretrain, the third implementation tools/benchmark.py times;
+# export: onnx, onnxscript and onnxruntime for the ONNX export tests.
+pip install -q --no-build-isolation -e "$repo[tests,benchmark,export]" \
   >"$step_log" 2>&1
 
 step "checking the stack"

@@ -67,3 +67,5 @@ default_hooks = dict(
 log_processor = dict(by_epoch=False)
 # 1 process x 4 images
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+# A fixed seed: the same initial weights and data order on every run.
+randomness = dict(seed=0)
