@@ -7,6 +7,8 @@
 * :class:`ThroughputHook` adds images per second and, on a machine without
   GPUs, the process's peak resident memory to the training log (mmengine
   logs GPU memory itself, but nothing on CPU, and no throughput).
+* :class:`DeployBackboneHook` (``tools/test.py --deploy``) evaluates with
+  the backbone in its inference form.
 
 Both need only mmengine. ``tools/train.py`` and ``tools/test.py`` run the
 same channel check right after building the runner, so the hook matters
@@ -27,12 +29,9 @@ def check_neck_channels(model: torch.nn.Module) -> None:
     """Raise ``ValueError`` when ``model.neck.in_channels`` differs from the
     channels of the package backbone feeding it; models without a package
     backbone or a neck with ``in_channels`` are left alone."""
-    from .models import BaseDenseBackbone
-    if is_model_wrapper(model):
-        model = model.module
-    backbone = getattr(model, 'backbone', None)
+    model, backbone = _unwrap(model)
     neck = getattr(model, 'neck', None)
-    if not isinstance(backbone, BaseDenseBackbone) or neck is None:
+    if backbone is None or neck is None:
         return
     expected = getattr(neck, 'in_channels', None)
     if expected is None:
@@ -101,3 +100,44 @@ def _batch_size(data_batch) -> int:
     if isinstance(inputs, Sequence):
         return len(inputs)
     return 0
+
+
+@HOOKS.register_module()
+class DeployBackboneHook(Hook):
+    """Switch the package backbone to its inference form
+    (``switch_to_deploy()``) once the checkpoint is loaded, before testing
+    or validation runs; outputs are unchanged within float rounding.
+    Refuses a run that also trains, since the deploy form folds training
+    parameters away."""
+
+    def before_train(self, runner) -> None:
+        raise RuntimeError('DeployBackboneHook is for evaluation only; the '
+                           'deploy form cannot be trained')
+
+    def before_val(self, runner) -> None:
+        self._deploy(runner)
+
+    def before_test(self, runner) -> None:
+        self._deploy(runner)
+
+    @staticmethod
+    def _deploy(runner) -> None:
+        model, backbone = _unwrap(runner.model)
+        if backbone is None:
+            raise TypeError(
+                f'--deploy needs a mixer_backbones backbone, got '
+                f'{type(getattr(model, "backbone", None)).__name__}')
+        backbone.eval()
+        backbone.switch_to_deploy()  # idempotent
+        runner.logger.info(f'{type(backbone).__name__}: evaluating with '
+                           f'the inference form (switch_to_deploy)')
+
+
+def _unwrap(model: torch.nn.Module):
+    """``(model without its DDP wrapper, its package backbone or None)``."""
+    from .models import BaseDenseBackbone
+    if is_model_wrapper(model):
+        model = model.module
+    backbone = getattr(model, 'backbone', None)
+    return model, (backbone
+                   if isinstance(backbone, BaseDenseBackbone) else None)

@@ -3,7 +3,7 @@ data: tools/train.py, then tools/test.py on the checkpoint it wrote, ending
 with the real metric (COCO through pycocotools, mIoU through mmseg)."""
 import pytest
 
-from conftest import toy_config, train_then_test
+from conftest import metric_values, run_tool, toy_config, train_then_test
 
 pytest.importorskip('mmdet')
 pytest.importorskip('mmseg')
@@ -27,5 +27,12 @@ def test_segmentation_config_trains_and_evaluates(toy_ade20k, tmp_path):
         'configs/efficientformer/'
         'fpn_efficientformer-l1_8xb4-40k_ade20k-512x512.py', toy_ade20k,
         tmp_path)
-    found = train_then_test(path, str(tmp_path / 'work'), [r'mIoU:'])
+    work_dir = str(tmp_path / 'work')
+    found = train_then_test(path, work_dir, [r'mIoU:'])
     assert all(0.0 <= v <= 100.0 for v in found['mIoU:'])
+    # tools/test.py --deploy: the BatchNorm-free form, the same metric.
+    result = run_tool('tools/test.py', path, f'{work_dir}/iter_2.pth',
+                      '--work-dir', work_dir, '--deploy')
+    assert 'evaluating with the inference form' in result.stdout
+    deployed = metric_values(result.stdout, r'mIoU:')
+    assert deployed and abs(deployed[-1] - found['mIoU:'][-1]) <= 0.05

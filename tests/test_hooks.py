@@ -60,3 +60,9 @@ def test_train_tools_refuse_before_training(host, toy_coco, tmp_path):
         expect_failure=True)
     assert 'FPN in_channels=[64, 128, 320] do not match' in result.stdout
     assert 'Iter(train)' not in result.stdout
+
+
+def test_deploy_hook_refuses_training():
+    from mixer_backbones import DeployBackboneHook
+    with pytest.raises(RuntimeError, match='evaluation only'):
+        DeployBackboneHook().before_train(runner=None)

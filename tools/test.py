@@ -1,6 +1,6 @@
 """Evaluate a checkpoint with any mixer_backbones config.
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR]
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--deploy]
         [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm|mpi]
 """
 import argparse
@@ -26,6 +26,11 @@ def parse_args(argv=None):
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher')
+    parser.add_argument(
+        '--deploy',
+        action='store_true',
+        help="evaluate with the backbone's inference form "
+        '(switch_to_deploy(); same outputs within float rounding)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     return parser.parse_args(argv)
 
@@ -38,6 +43,10 @@ def main(argv=None):
     cfg = load_config(args.config, args.cfg_options, args.work_dir,
                       args.launcher)
     cfg.load_from = args.checkpoint
+    if args.deploy:
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
+            dict(type='mixer_backbones.DeployBackboneHook')
+        ]
     return build_runner(cfg).test()
 
 

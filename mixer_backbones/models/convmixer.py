@@ -315,7 +315,7 @@ class ConvMixer(BaseDenseBackbone):
         # At least one patch, and 3 pixels for the stride-4 level size.
         self.min_input_size = patch_size if pyramid is None else max(
             patch_size, 3)
-        self.deploy = False
+        self.deployed = False
         self.stem = ConvActivationNorm(
             nn.Conv2d(in_channels, dim, patch_size, stride=patch_size), act)
         rates = torch.linspace(
@@ -435,7 +435,7 @@ class ConvMixer(BaseDenseBackbone):
         The BatchNorm statistics are frozen into the result; the state
         dict no longer has the checkpoint layout.
         """
-        if self.deploy:
+        if self.deployed:
             return self
         relu = isinstance(self.stem.act_norm.act, nn.ReLU)
         _deploy_layer(self.stem, relu)
@@ -444,7 +444,7 @@ class ConvMixer(BaseDenseBackbone):
             conv = block.channel_mixer.conv
             conv.bias.add_(conv.weight.flatten(1) @ shift)
             _deploy_layer(block.channel_mixer, relu)
-        self.deploy = True
+        self.deployed = True
         return self
 
     # ---------------------------------------------------------- weights --
