@@ -143,3 +143,14 @@ def build_runner(cfg: Config):
     # Refuse a neck that does not fit now, not at the first forward.
     check_neck_channels(runner.model)
     return runner
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group, if any, before the interpreter exits.
+
+    mmengine never destroys it; a gloo group left to the interpreter's
+    teardown can abort the process after its work is done ("terminate
+    called without an active exception"), failing a finished run.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -8,7 +8,8 @@ import argparse
 from mmengine.config import DictAction
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from mixer_backbones.engine import build_runner, load_config
+from mixer_backbones.engine import (build_runner, load_config,
+                                    shutdown_distributed)
 
 
 def parse_args(argv=None):
@@ -47,7 +48,10 @@ def main(argv=None):
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
             dict(type='mixer_backbones.DeployBackboneHook')
         ]
-    return build_runner(cfg).test()
+    try:
+        return build_runner(cfg).test()
+    finally:
+        shutdown_distributed()
 
 
 if __name__ == '__main__':

@@ -9,7 +9,7 @@ from mmengine.config import DictAction
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from mixer_backbones.engine import (build_runner, enable_amp, load_config,
-                                    set_resume)
+                                    set_resume, shutdown_distributed)
 
 
 def parse_args(argv=None):
@@ -49,7 +49,10 @@ def main(argv=None):
     if args.amp:
         enable_amp(cfg)
     set_resume(cfg, args.resume)
-    build_runner(cfg).train()
+    try:
+        build_runner(cfg).train()
+    finally:
+        shutdown_distributed()
 
 
 if __name__ == '__main__':
