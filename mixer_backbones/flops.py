@@ -231,10 +231,7 @@ def classification_figures(family: type, arch: str,
              if backbone.is_new_key(n)]
 
     def forward(model, x):
-        h = model.forward_stem(x)
-        for index in range(len(model.units)):
-            h = model.forward_unit(index, h)
-        return head(h)
+        return head(model.unit_outputs(x, [len(model.units) - 1])[0])
 
     macs, by_op = count_macs(backbone, (1, 3, *size), forward)
     params = (count_params(backbone) - sum(p.numel() for p in dense) +

@@ -41,11 +41,7 @@ def ceil_sizes(height, width):
 
 def stage_outputs(model, x):
     """The four stage outputs before the per-level norms."""
-    outs, h = [], model.forward_stem(x)
-    for i in range(len(model.stages)):
-        h = model.forward_unit(i, h)
-        outs.append(h)
-    return outs
+    return model.unit_outputs(x, range(len(model.stages)))
 
 
 def randomize(model, seed=0):

@@ -82,12 +82,7 @@ def parse_args(argv=None):
 
 def raw_features(model: nn.Module, x: torch.Tensor) -> List[torch.Tensor]:
     """Our stage (or block) outputs before any output norm or pyramid."""
-    outs, h = [], model.forward_stem(x)
-    for index in range(model.out_indices[-1] + 1):
-        h = model.forward_unit(index, h)
-        if index in model.out_indices:
-            outs.append(h)
-    return outs
+    return model.unit_outputs(x)
 
 
 def timm_features(model: nn.Module, x: torch.Tensor,

@@ -251,15 +251,25 @@ class BaseDenseBackbone(BaseModule):
                      self.out_norms else feature
                      for i, feature in zip(self.out_indices, features))
 
-    def forward(self, x: torch.Tensor) -> tuple:
-        self.check_input(x)
+    def unit_outputs(self,
+                     x: torch.Tensor,
+                     indices: Optional[Sequence[int]] = None
+                     ) -> List[torch.Tensor]:
+        """Raw outputs (before output norms or a pyramid) of the units at
+        ``indices`` (default ``out_indices``), in order; runs the stem and
+        the units up to the last of them."""
+        indices = self.out_indices if indices is None else tuple(indices)
         x = self.forward_stem(x)
         features = []
-        for index in range(self.out_indices[-1] + 1):
+        for index in range(max(indices) + 1):
             x = self.forward_unit(index, x)
-            if index in self.out_indices:
+            if index in indices:
                 features.append(x)
-        return self.forward_outputs(features)
+        return features
+
+    def forward(self, x: torch.Tensor) -> tuple:
+        self.check_input(x)
+        return self.forward_outputs(self.unit_outputs(x))
 
     # ----------------------------------------------- freezing, norm_eval --
     def _frozen_modules(self) -> List[nn.Module]:
