@@ -34,14 +34,10 @@ from typing import Callable, Dict, List, Optional
 import torch
 import torch.nn as nn
 
-from mixer_backbones import ConvMixer, EfficientFormer, PoolFormer
+from mixer_backbones import ConvMixer
+from mixer_backbones.models import FAMILIES
 
-FAMILIES = {
-    'poolformer': (PoolFormer, 'poolformer_{}'),
-    'efficientformer': (EfficientFormer, 'efficientformer_{}'),
-    'convmixer': (ConvMixer, 'convmixer_{}'),
-}
-# timm names that do not follow the pattern.
+# timm's model names are '<family>_<arch>', except these.
 TIMM_NAMES = {'convmixer_1024_20': 'convmixer_1024_20_ks9_p14'}
 DTYPES = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
@@ -213,9 +209,9 @@ def build_variants(args) -> Dict[str, dict]:
     """``{variant: entry}``, every model with the same weights (timm's
     random initialisation converted to each layout)."""
     import timm
-    family, timm_name = FAMILIES[args.family]
+    family = FAMILIES[args.family]
     arch = args.arch or next(iter(family.arch_zoo))
-    name = timm_name.format(arch)
+    name = f'{args.family}_{arch}'
     reference = timm.create_model(TIMM_NAMES.get(name, name), pretrained=False)
     # Like for like with timm's forward_features: unless --full, time the
     # stem and units alone, without output norms or ConvMixer's pyramid.

@@ -15,13 +15,7 @@ import os.path as osp
 
 import torch
 
-from mixer_backbones import ConvMixer, EfficientFormer, PoolFormer
-
-FAMILIES = {
-    'poolformer': PoolFormer,
-    'efficientformer': EfficientFormer,
-    'convmixer': ConvMixer,
-}
+from mixer_backbones.models import FAMILIES
 
 
 def parse_args(argv=None):

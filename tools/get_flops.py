@@ -21,14 +21,10 @@ import time
 
 import torch
 
-from mixer_backbones import ConvMixer, EfficientFormer, PoolFormer
+from benchmark import machine  # tools/benchmark.py, next to this file
 from mixer_backbones.flops import classification_figures, dense_figures
+from mixer_backbones.models import FAMILIES
 
-FAMILIES = {
-    'poolformer': PoolFormer,
-    'efficientformer': EfficientFormer,
-    'convmixer': ConvMixer,
-}
 # Measured with tools/benchmark.py on a 2-core CPU: channels-last is faster
 # for PoolFormer and EfficientFormer (1.3x), slower for ConvMixer (its
 # depthwise convolutions lose more than its 1x1 convolutions gain).
@@ -129,14 +125,6 @@ def throughput(family_name: str, arch: str, size, rounds: int) -> float:
             if round_:
                 times.append(time.perf_counter() - start)
     return 1 / statistics.median(times)
-
-
-def machine() -> str:
-    import platform
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    return (f'{platform.processor() or platform.machine()} CPU, '
-            f'{torch.get_num_threads()} threads')
 
 
 def format_rows(rows, sizes, markdown: bool) -> str:

@@ -4,4 +4,14 @@ from .convmixer import ConvMixer
 from .efficientformer import EfficientFormer
 from .poolformer import PoolFormer
 
-__all__ = ['BaseDenseBackbone', 'ConvMixer', 'EfficientFormer', 'PoolFormer']
+# The families by the names the command-line tools take.
+FAMILIES = {
+    'poolformer': PoolFormer,
+    'efficientformer': EfficientFormer,
+    'convmixer': ConvMixer,
+}
+
+__all__ = [
+    'BaseDenseBackbone', 'ConvMixer', 'EfficientFormer', 'FAMILIES',
+    'PoolFormer'
+]
