@@ -1,11 +1,13 @@
 """Shared fixtures: the toy datasets and short end-to-end runs of real
 configs through ``tools/train.py`` and ``tools/test.py``."""
+import contextlib
 import os
 import os.path as osp
 import re
 import subprocess
 import sys
 import textwrap
+from unittest import mock
 
 import pytest
 
@@ -238,3 +240,19 @@ def assert_close_to_scale(actual, expected, tol=1e-5):
     scale = expected.abs().max().item()
     assert error <= tol * scale, (
         f'max abs error {error:.3g} exceeds {tol:g} x max |value| {scale:.3g}')
+
+
+@contextlib.contextmanager
+def counting_fused_convs():
+    """Count the convolutions run through oneDNN's fused path (those that
+    fetch ``layers._onednn_conv``) inside the block."""
+    from mixer_backbones.models import layers
+    calls = []
+    real = layers._onednn_conv
+
+    def spy():
+        calls.append(1)
+        return real()
+
+    with mock.patch.object(layers, '_onednn_conv', spy):
+        yield calls

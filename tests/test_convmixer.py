@@ -8,7 +8,7 @@ import torch.nn as nn
 from safetensors.torch import save_file
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from conftest import assert_close_to_scale
+from conftest import assert_close_to_scale, counting_fused_convs
 from mixer_backbones import ConvMixer, PoolFormer
 from mixer_backbones.checkpoint import CheckpointError
 from mixer_backbones.models.convmixer import ChannelAffine, pyramid_size
@@ -570,7 +570,14 @@ def test_switch_to_deploy_is_exact(act, signed):
     with torch.no_grad():
         before = model(x)
         model.switch_to_deploy()
-        after = model(x)
+        with counting_fused_convs() as fused_calls:
+            after = model(x)
+    if torch.backends.mkldnn.is_available():
+        # The stem and each 1x1 conv run with their activation fused.
+        assert len(fused_calls) == 1 + TINY['depth']
+    # Off the fused CPU path (autograd on), the same values.
+    for a, b in zip(before, model(x.requires_grad_())):
+        assert_close_to_scale(b.detach(), a)
     assert not any(isinstance(m, _BatchNorm) for m in model.modules())
     affines = [m for m in model.modules() if isinstance(m, ChannelAffine)]
     assert len(affines) == 1 + 2 * TINY['depth']

@@ -1,16 +1,14 @@
 """PoolFormer: shapes, constructor options, every published weight layout,
 and equivalence with timm's independent implementation."""
 import re
-from unittest import mock
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import assert_close_to_scale, deployed
+from conftest import assert_close_to_scale, counting_fused_convs, deployed
 from mixer_backbones import PoolFormer
 from mixer_backbones.checkpoint import CheckpointError
-from mixer_backbones.models import layers
 from mixer_backbones.models.poolformer import PoolFormerBlock
 
 timm = pytest.importorskip('timm')
@@ -432,14 +430,7 @@ def test_switch_to_deploy_keeps_outputs(channels_last):
     with torch.no_grad():
         expected = model(x)
         model, x = deployed(model, x, channels_last)
-        fused_calls = []
-        real = layers._onednn_conv
-
-        def spy():
-            fused_calls.append(1)
-            return real()
-
-        with mock.patch.object(layers, '_onednn_conv', spy):
+        with counting_fused_convs() as fused_calls:
             actual = model(x)
     assert model.deployed
     if torch.backends.mkldnn.is_available():

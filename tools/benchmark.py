@@ -9,7 +9,11 @@ Variants: ``ours``, ``channels_last`` (ours in NHWC), ``deploy`` (ours after
 ``switch_to_deploy()``), ``deploy_channels_last``, ``timm``,
 ``timm_channels_last``, ``mmpretrain`` and ``mmpretrain_channels_last`` (the
 optional ``benchmark`` extra), ``compiled`` and ``timm_compiled``
-(``torch.compile`` with inductor; the first warm-up round compiles). Each
+(``torch.compile`` with inductor; the first warm-up round compiles), and
+``gemm_floor``: our model's dense 1x1 convolutions alone, each on an input
+of the shape it gets in the forward (inference only). Those are GEMMs
+that every exact implementation runs, so ``gemm_floor`` bounds the
+speed-up any fp32 variant can reach on the machine. Each
 is timed in interleaved rounds (round r runs every variant once) after
 warm-up, and reported as median and spread (min-max) of the rounds;
 ratios are against timm's eager model when it runs, else the first
@@ -79,6 +83,36 @@ def parse_args(argv=None):
 def raw_features(model: nn.Module, x: torch.Tensor) -> List[torch.Tensor]:
     """Our stage (or block) outputs before any output norm or pyramid."""
     return model.unit_outputs(x)
+
+
+class GemmFloor:
+    """Runs ``model``'s dense 1x1 convolutions alone, each on an input of
+    the shape it gets in the model's forward (taken on the first call)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.calls = None
+
+    def __call__(self, x: torch.Tensor) -> None:
+        if self.calls is None:
+            self.calls = []
+            convs = [
+                m for m in self.model.modules()
+                if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)
+                and m.groups == 1
+            ]
+            hooks = [
+                conv.register_forward_hook(lambda m, inp, out: self.calls.
+                                           append((m, inp[0].detach())))
+                for conv in convs
+            ]
+            try:
+                raw_features(self.model, x)
+            finally:
+                for hook in hooks:
+                    hook.remove()
+        for conv, inp in self.calls:
+            conv(inp)
 
 
 def timm_features(model: nn.Module, x: torch.Tensor,
@@ -236,6 +270,10 @@ def build_variants(args) -> Dict[str, dict]:
             run = model if args.full else functools.partial(
                 raw_features, model)
             entry.update(model=model, features=raw_features, run=run)
+        elif name == 'gemm_floor':
+            model = family(arch, **kwargs)
+            model.load_state_dict(ours.state_dict())
+            entry.update(model=model, features=None, run=GemmFloor(model))
         elif name in ('timm', 'timm_channels_last'):
             # Each variant owns its model: memory formats must not leak.
             model = copy.deepcopy(reference)
@@ -293,6 +331,10 @@ def main(argv=None):
                 continue
             model, inp = prepare(entry)
             model.eval()
+            if entry['features'] is None:  # gemm_floor: no outputs
+                runnable[name] = (entry, model, inp)
+                results[name] = dict(max_rel_diff=None)
+                continue
             try:
                 with autocast():
                     feats = entry['features'](model, inp)
@@ -320,11 +362,14 @@ def main(argv=None):
     modes = ['infer', 'train'] if args.mode == 'both' else [args.mode]
     for mode in modes:
         step = infer if mode == 'infer' else train
-        # The deploy form has no BatchNorm left to train.
+        # The deploy form has no BatchNorm left to train; gemm_floor
+        # times inference only.
+        inference_only = [n for n in runnable
+                          if n.startswith('deploy') or n == 'gemm_floor']
         active = {
             name: value
             for name, value in runnable.items()
-            if mode == 'infer' or name != 'deploy'
+            if mode == 'infer' or name not in inference_only
         }
         for entry, model, inp in active.values():
             model.train(mode == 'train')
@@ -392,10 +437,11 @@ def print_table(args, results, modes) -> None:
             r = result[mode]
             ratio = results[base][mode]['median_ms'] / r['median_ms']
             memory = r.get('peak_gpu_mib', r.get('saved_for_backward_mib'))
+            diff = result['max_rel_diff']
             print(f'{name:<20} {r["median_ms"]:>10.1f} '
                   f'{r["min_ms"]:>7.1f}-{r["max_ms"]:<7.1f} '
-                  f'{r["images_per_s"]:>7.2f} {ratio:>7.2f}x '
-                  f'{result["max_rel_diff"]:>12.1e}' +
+                  f'{r["images_per_s"]:>7.2f} {ratio:>7.2f}x ' +
+                  (f'{diff:>12.1e}' if diff is not None else f'{"-":>12}') +
                   (f'  {memory:>10.1f}' if memory is not None else ''))
 
 

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from ..checkpoint import CheckpointError
 from ..registry import MODELS
 from .base import BaseDenseBackbone, StateDict
-from .layers import DropPath, GroupNorm1, add_residual, build_activation
+from .layers import (DropPath, GroupNorm1, add_residual, build_activation,
+                     fused_conv_act)
 
 
 class ActivationNorm(nn.Module):
@@ -59,11 +60,28 @@ class ChannelAffine(nn.Module):
         self.register_buffer('shift', shift)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.scale is not None:
-            x = x * self.scale.to(x.dtype).view(1, -1, 1, 1)
+        if self.shift is None:
+            return x if self.scale is None else x * self._view(self.scale, x)
+        if self.scale is None:
+            return x + self._view(self.shift, x)
+        # One pass over x instead of a multiply then an add.
+        return torch.addcmul(
+            self._view(self.shift, x), x, self._view(self.scale, x))
+
+    def add_to(self, residual: torch.Tensor,
+               x: torch.Tensor) -> torch.Tensor:
+        """``residual + self(x)`` in one pass where there is no shift (the
+        token mixer's, moved into the channel mixer's bias)."""
         if self.shift is not None:
-            x = x + self.shift.to(x.dtype).view(1, -1, 1, 1)
-        return x
+            return add_residual(residual, self(x))
+        if self.scale is None:
+            return add_residual(residual, x)
+        return torch.addcmul(residual, x.to(residual.dtype),
+                             self._view(self.scale, residual))
+
+    @staticmethod
+    def _view(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return value.to(like.dtype).view(1, -1, 1, 1)
 
 
 class ConvActivationNorm(nn.Module):
@@ -80,7 +98,18 @@ class ConvActivationNorm(nn.Module):
         self.act_norm = ActivationNorm(act, conv.out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act_norm(self.conv(x))
+        return self.act_norm.norm(self.forward_act(x))
+
+    def forward_act(self, x: torch.Tensor) -> torch.Tensor:
+        """``act(conv(x))``, before the norm; in the deploy form, on the
+        CPU in fp32, one oneDNN convolution with the activation fused
+        (the 1x1 convs and the stem; the depthwise conv's ``'same'``
+        padding keeps the plain form)."""
+        if isinstance(self.act_norm.norm, ChannelAffine):
+            fused = fused_conv_act(self.conv, self.act_norm.act, x)
+            if fused is not None:
+                return fused
+        return self.act_norm.act(self.conv(x))
 
 
 class ConvMixerBlock(nn.Module):
@@ -115,7 +144,12 @@ class ConvMixerBlock(nn.Module):
             nn.Conv2d(channels, channels, 1), act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = add_residual(x, self.drop_path(self.token_mixer(x)))
+        norm = self.token_mixer.act_norm.norm
+        if isinstance(norm, ChannelAffine) and isinstance(
+                self.drop_path, nn.Identity):  # deploy form
+            x = norm.add_to(x, self.token_mixer.forward_act(x))
+        else:
+            x = add_residual(x, self.drop_path(self.token_mixer(x)))
         return self.channel_mixer(x)
 
 

@@ -5,7 +5,7 @@ MLP and layer scale; every family shares stochastic depth.  Keeping them in
 one place keeps the two MetaFormer families numerically identical where
 their papers are.
 """
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -195,8 +195,7 @@ class ConvMlp(nn.Module):
         convolutions, which saves two full passes over the widest tensor
         and the output; elsewhere it is the plain computation."""
         if _can_fuse(x, self):
-            hidden = _onednn_conv()(x, self.fc1.weight, self.fc1.bias, [0, 0],
-                                    [1, 1], [1, 1], 1, 'gelu', [], 'none')
+            hidden = fused_conv_act(self.fc1, self.act, x)
             return _onednn_conv().binary(hidden, residual, self.fc2.weight,
                                          self.fc2.bias, [0, 0], [1, 1],
                                          [1, 1], 1, 'add', None, None, [],
@@ -212,14 +211,51 @@ _HAVE_ONEDNN_FUSION = (torch.backends.mkldnn.is_available()
                        and hasattr(torch.ops.mkldnn, '_convolution_pointwise'))
 
 
+def _onednn_activation(act: nn.Module) -> Optional[Tuple[str, str]]:
+    """oneDNN's name and algorithm for ``act``, or None if it has none
+    that is exact."""
+    if isinstance(act, nn.GELU) and act.approximate == 'none':
+        return 'gelu', 'none'
+    if isinstance(act, nn.ReLU):
+        return 'relu', None
+    return None
+
+
+def _fusable_activation(conv: nn.Conv2d, act: nn.Module,
+                        x: torch.Tensor) -> Optional[Tuple[str, str]]:
+    """oneDNN's post-op for ``act`` after ``conv`` on ``x``, or None where
+    the fused form does not apply: off the CPU, outside fp32, when
+    autograd needs the graph, under torch.compile (the compiler fuses
+    the traced plain form itself), or for padding oneDNN is not given."""
+    if (not _HAVE_ONEDNN_FUSION or torch.compiler.is_compiling()
+            or x.device.type != 'cpu' or x.dtype != torch.float32
+            or conv.weight.dtype != torch.float32
+            or isinstance(conv.padding, str)
+            or conv.padding_mode != 'zeros'
+            or (torch.is_grad_enabled() and
+                (x.requires_grad or conv.weight.requires_grad))):
+        return None
+    return _onednn_activation(act)
+
+
+def fused_conv_act(conv: nn.Conv2d, act: nn.Module,
+                   x: torch.Tensor) -> Optional[torch.Tensor]:
+    """``act(conv(x))`` as one oneDNN convolution with the activation as
+    its post-op (exact GELU or ReLU), which saves a full pass over the
+    output; None where that does not apply (see
+    :func:`_fusable_activation`), for the caller to run the plain form."""
+    activation = _fusable_activation(conv, act, x)
+    if activation is None:
+        return None
+    name, algorithm = activation
+    return _onednn_conv()(x, conv.weight, conv.bias, list(conv.padding),
+                          list(conv.stride), list(conv.dilation),
+                          conv.groups, name, [], algorithm)
+
+
 def _can_fuse(x: torch.Tensor, mlp: ConvMlp) -> bool:
-    # Under torch.compile the plain form is traced: the compiler fuses.
-    return (_HAVE_ONEDNN_FUSION and not torch.compiler.is_compiling()
-            and x.device.type == 'cpu' and x.dtype == torch.float32
-            and mlp.fc1.weight.dtype == torch.float32
-            and not (torch.is_grad_enabled() and
-                     (x.requires_grad or mlp.fc1.weight.requires_grad))
-            and isinstance(mlp.act, nn.GELU) and mlp.act.approximate == 'none'
+    return (isinstance(mlp.act, nn.GELU)
+            and _fusable_activation(mlp.fc1, mlp.act, x) is not None
             and isinstance(mlp.norm1, nn.Identity)
             and isinstance(mlp.drop1, nn.Identity))
 
