@@ -12,6 +12,7 @@ from conftest import assert_close_to_scale, counting_fused_convs
 from mixer_backbones import ConvMixer, PoolFormer
 from mixer_backbones.checkpoint import CheckpointError
 from mixer_backbones.models.convmixer import ChannelAffine, pyramid_size
+from mixer_backbones.models.layers import DepthwiseConv2d
 
 timm = pytest.importorskip('timm')
 from timm.models.convmixer import ConvMixer as TimmConvMixer  # noqa: E402
@@ -453,6 +454,57 @@ def test_with_cp_same_outputs_gradients_and_statistics(pyramid):
     # Updated once per step, not twice.
     assert all(stats_b[n].item() == 1 for n in stats_b
                if n.endswith('num_batches_tracked'))
+
+
+@pytest.mark.parametrize('shape, kernel', [((2, 8, 5, 7), 3),
+                                           ((3, 16, 13, 9), 9),
+                                           ((1, 4, 3, 3), 7),
+                                           ((2, 6, 6, 5), 4)])
+@pytest.mark.parametrize('channels_last', [False, True])
+@pytest.mark.filterwarnings('ignore:Using padding=.same. with even kernel')
+def test_depthwise_backward_equals_conv2d(shape, kernel, channels_last):
+    torch.manual_seed(0)
+    conv = DepthwiseConv2d(shape[1], kernel)
+    reference = nn.Conv2d(
+        shape[1], shape[1], kernel, groups=shape[1], padding='same')
+    reference.load_state_dict(conv.state_dict())
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(shape).contiguous(memory_format=fmt).requires_grad_()
+    grad = torch.randn(shape)
+    out = conv(x)
+    # Odd kernels take the two-depthwise-conv backward; even ones (their
+    # 'same' padding is asymmetric) the plain one.
+    assert (type(out.grad_fn).__name__ == '_DepthwiseConvBackward') == (
+        kernel % 2 == 1)
+    actual = torch.autograd.grad(out, (x, conv.weight, conv.bias), grad)
+    expected_out = reference(x)
+    expected = torch.autograd.grad(
+        expected_out, (x, reference.weight, reference.bias), grad)
+    torch.testing.assert_close(out, expected_out, rtol=0, atol=0)
+    for a, e in zip(actual, expected):
+        assert_close_to_scale(a, e)
+    with torch.no_grad():  # inference: the plain convolution
+        assert conv(x).grad_fn is None
+
+
+def test_training_gradients_equal_timm():
+    reference = tiny_timm(seed=2).train()
+    model = ConvMixer(TINY, out_indices=(3, ), pyramid=None).train()
+    model.load_converted(
+        ConvMixer.convert_checkpoint(reference.state_dict())[0])
+    x = torch.randn(2, 3, 47, 61)
+    ours = model(x)[0]
+    theirs = reference.forward_features(x)
+    assert_close_to_scale(ours, theirs)
+    (ours * theirs.detach()).sum().backward()
+    (theirs * theirs.detach()).sum().backward()
+    converted = ConvMixer.convert_checkpoint(
+        {k: p.grad for k, p in reference.named_parameters()
+         if p.grad is not None})[0]
+    grads = {k: p.grad for k, p in model.named_parameters()}
+    assert converted.keys() - {'head.weight', 'head.bias'} == grads.keys()
+    for name, grad in grads.items():
+        assert_close_to_scale(grad, converted[name])
 
 
 def saved_for_backward_bytes(model, x):

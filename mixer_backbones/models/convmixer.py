@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from ..checkpoint import CheckpointError
 from ..registry import MODELS
 from .base import BaseDenseBackbone, StateDict
-from .layers import (DropPath, GroupNorm1, add_residual, build_activation,
-                     fused_conv_act)
+from .layers import (DepthwiseConv2d, DropPath, GroupNorm1, add_residual,
+                     build_activation, fused_conv_act)
 
 
 class ActivationNorm(nn.Module):
@@ -132,12 +132,7 @@ class ConvMixerBlock(nn.Module):
                  drop_path: float = 0.) -> None:
         super().__init__()
         self.token_mixer = ConvActivationNorm(
-            nn.Conv2d(
-                channels,
-                channels,
-                kernel_size,
-                groups=channels,
-                padding='same'), act)
+            DepthwiseConv2d(channels, kernel_size), act)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else (
             nn.Identity())
         self.channel_mixer = ConvActivationNorm(
