@@ -145,6 +145,53 @@ def build_runner(cfg: Config):
     return runner
 
 
+def keep_freed_memory(cpu_only: bool = True) -> bool:
+    """Make glibc's malloc keep freed memory for reuse in this process.
+
+    By default glibc hands each freed multi-megabyte tensor back to the
+    kernel and maps fresh pages for the next one, which the kernel then
+    faults in and zeroes on first touch: on this project's 2-core CPU a
+    ConvMixer-1024/20 forward at 512x512 took 33-120 thousand page faults,
+    PoolFormer-S12 ran 1.3x (inference) and 1.4x (training) slower than
+    with the memory kept. This sets ``M_MMAP_THRESHOLD`` (1 GiB: smaller
+    blocks come from the heap) and ``M_TRIM_THRESHOLD`` (the heap is never
+    trimmed), so the process keeps its peak host memory, as PyTorch's GPU
+    caching allocator does on the device.
+
+    Our tools call it; ``MIXER_MALLOC_TUNING=0`` leaves malloc alone. The
+    same can be had in any process with the environment variables
+    ``MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=2147483647``.
+
+    Args:
+        cpu_only (bool): Do nothing on a machine with a GPU, where the
+            model's tensors are not in host memory. Defaults to True.
+
+    Returns:
+        bool: Whether the settings were applied (glibc only).
+    """
+    import ctypes
+    import platform
+    if os.environ.get('MIXER_MALLOC_TUNING', '1') == '0' or (
+            cpu_only and torch.cuda.is_available()):
+        return False
+    if platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc':
+        return False
+    mallopt = ctypes.CDLL(None).mallopt
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    # Both together: setting either turns off glibc's adaptive
+    # thresholds, and a trim threshold alone would leave every block
+    # over 128 KiB mapped and unmapped (far worse).
+    applied = (mallopt(m_mmap_threshold, 1 << 30) == 1
+               and mallopt(m_trim_threshold, 2**31 - 1) == 1)
+    if applied:
+        print_log(
+            'malloc keeps freed memory for reuse (no page faults on '
+            'every new tensor); MIXER_MALLOC_TUNING=0 to turn off',
+            logger='current',
+            level=logging.INFO)
+    return applied
+
+
 def shutdown_distributed() -> None:
     """Leave the process group, if any, before the interpreter exits.
 

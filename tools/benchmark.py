@@ -24,7 +24,10 @@ first variant's (``ours`` by default), relative to their scale
 float rounding. Memory: the peak GPU memory on CUDA;
 on the CPU the bytes saved for backward by one training step. Like timm's
 ``forward_features``, our variants run the stem and units without the
-output norms or ConvMixer's pyramid unless ``--full`` is given.
+output norms or ConvMixer's pyramid unless ``--full`` is given. On the
+CPU, glibc's malloc is set to keep freed memory
+(``mixer_backbones.engine.keep_freed_memory``, as our train and test tools
+do) for every variant alike; ``MIXER_MALLOC_TUNING=0`` times its defaults.
 """
 import argparse
 import copy
@@ -39,6 +42,7 @@ import torch
 import torch.nn as nn
 
 from mixer_backbones import ConvMixer
+from mixer_backbones.engine import keep_freed_memory
 from mixer_backbones.models import FAMILIES
 
 # timm's model names are '<family>_<arch>', except these.
@@ -303,6 +307,10 @@ def build_variants(args) -> Dict[str, dict]:
 def main(argv=None):
     args = parse_args(argv)
     device = torch.device(args.device)
+    # Every variant runs under the same allocator settings (the header
+    # says which); MIXER_MALLOC_TUNING=0 times glibc's defaults.
+    args.malloc = 'kept' if device.type == 'cpu' and keep_freed_memory(
+        cpu_only=False) else 'default'
     if device.type == 'cuda' and args.amp == 'fp32':
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -424,8 +432,8 @@ def print_table(args, results, modes) -> None:
             (n for n, r in results.items() if modes[0] in r), None)
     print(f'\n{args.family} {args.arch or ""} | input {args.batch}x3x'
           f'{args.size[0]}x{args.size[1]} | {args.amp} | {args.device} '
-          f'({machine()}) | {args.rounds} rounds after {args.warmup} '
-          f'warm-up; ratios vs {base}')
+          f'({machine()}) | malloc {args.malloc} | {args.rounds} rounds '
+          f'after {args.warmup} warm-up; ratios vs {base}')
     for mode in modes:
         print(f'\n{mode:<20} {"median ms":>10} {"min-max":>15} '
               f'{"img/s":>7} {"speed-up":>8} {"max rel diff":>12}' +

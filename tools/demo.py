@@ -12,7 +12,8 @@ import argparse
 import os.path as osp
 import time
 
-from mixer_backbones.engine import build_runner, load_config
+from mixer_backbones.engine import (build_runner, keep_freed_memory,
+                                    load_config)
 from mixer_backbones.toy_data import make_toy_coco
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -40,6 +41,7 @@ def box_map(metrics: dict) -> float:
 
 def main(argv=None):
     args = parse_args(argv)
+    keep_freed_memory()
     started = time.time()
 
     banner(f'1/4 toy COCO-format data under {args.data_root}/coco')

@@ -8,8 +8,8 @@ import argparse
 from mmengine.config import DictAction
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from mixer_backbones.engine import (build_runner, load_config,
-                                    shutdown_distributed)
+from mixer_backbones.engine import (build_runner, keep_freed_memory,
+                                    load_config, shutdown_distributed)
 
 
 def parse_args(argv=None):
@@ -41,6 +41,7 @@ def parse_args(argv=None):
 @record
 def main(argv=None):
     args = parse_args(argv)
+    keep_freed_memory()
     cfg = load_config(args.config, args.cfg_options, args.work_dir,
                       args.launcher)
     cfg.load_from = args.checkpoint

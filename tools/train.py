@@ -8,7 +8,8 @@ import argparse
 from mmengine.config import DictAction
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from mixer_backbones.engine import (build_runner, enable_amp, load_config,
+from mixer_backbones.engine import (build_runner, enable_amp,
+                                    keep_freed_memory, load_config,
                                     set_resume, shutdown_distributed)
 
 
@@ -44,6 +45,7 @@ def parse_args(argv=None):
 @record
 def main(argv=None):
     args = parse_args(argv)
+    keep_freed_memory()
     cfg = load_config(args.config, args.cfg_options, args.work_dir,
                       args.launcher)
     if args.amp:
