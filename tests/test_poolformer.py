@@ -442,3 +442,21 @@ def test_switch_to_deploy_keeps_outputs(channels_last):
     # Off the fused CPU path (autograd on), the same values.
     for a, e in zip(model(x.requires_grad_()), expected):
         assert_close_to_scale(a.detach(), e)
+
+
+def test_deploy_weights_kept_in_onednn_layout_follow_new_weights():
+    # channels_last deploy form: the fused convs keep their weights in
+    # oneDNN's layout; loading other weights must not leave stale copies.
+    torch.manual_seed(0)
+    first = PoolFormer(TINY, layer_scale_init_value=0.7).eval()
+    second = PoolFormer(TINY, layer_scale_init_value=0.3).eval()
+    x = torch.randn(1, 3, 40, 56)
+    with torch.no_grad():
+        expected = second(x)
+        model, x = deployed(first, x, channels_last=True)
+        second, _ = deployed(second, x, channels_last=True)
+        model(x)  # packs the first model's weights
+        model.load_state_dict(second.state_dict())
+        actual = model(x)
+    for a, e in zip(actual, expected):
+        assert_close_to_scale(a, e)
