@@ -340,6 +340,8 @@ def main(argv=None):
             model, inp = prepare(entry)
             model.eval()
             if entry['features'] is None:  # gemm_floor: no outputs
+                with autocast():
+                    entry['run'](inp)  # takes its inputs, untimed
                 runnable[name] = (entry, model, inp)
                 results[name] = dict(max_rel_diff=None)
                 continue
