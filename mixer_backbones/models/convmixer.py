@@ -98,7 +98,9 @@ class ConvActivationNorm(nn.Module):
         self.act_norm = ActivationNorm(act, conv.out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act_norm.norm(self.forward_act(x))
+        if isinstance(self.act_norm.norm, ChannelAffine):  # deploy form
+            return self.act_norm.norm(self.forward_act(x))
+        return self.act_norm(self.conv(x))
 
     def forward_act(self, x: torch.Tensor) -> torch.Tensor:
         """``act(conv(x))``, before the norm; in the deploy form, on the
