@@ -103,15 +103,13 @@ class ConvActivationNorm(nn.Module):
         return self.act_norm(self.conv(x))
 
     def forward_act(self, x: torch.Tensor) -> torch.Tensor:
-        """``act(conv(x))``, before the norm; in the deploy form, on the
-        CPU in fp32, one oneDNN convolution with the activation fused
-        (the 1x1 convs and the stem; the depthwise conv's ``'same'``
-        padding keeps the plain form)."""
-        if isinstance(self.act_norm.norm, ChannelAffine):
-            fused = fused_conv_act(self.conv, self.act_norm.act, x)
-            if fused is not None:
-                return fused
-        return self.act_norm.act(self.conv(x))
+        """``act(conv(x))``, before the norm (the deploy form's callers
+        apply it themselves); on the CPU in fp32 without autograd, one
+        oneDNN convolution with the activation fused (the 1x1 convs and
+        the stem; the depthwise conv's ``'same'`` padding keeps the plain
+        form)."""
+        fused = fused_conv_act(self.conv, self.act_norm.act, x)
+        return self.act_norm.act(self.conv(x)) if fused is None else fused
 
 
 class ConvMixerBlock(nn.Module):
