@@ -11,7 +11,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from conftest import assert_close_to_scale, counting_fused_convs
 from mixer_backbones import ConvMixer, PoolFormer
 from mixer_backbones.checkpoint import CheckpointError
-from mixer_backbones.models.convmixer import ChannelAffine, pyramid_size
+from mixer_backbones.models.convmixer import (ChannelAffine, pyramid_size,
+                                              resampling_weights)
 from mixer_backbones.ops import cpu
 from mixer_backbones.ops.cpu import DepthwiseConv2d
 
@@ -659,3 +660,46 @@ def test_single_tiny_training_image_is_explained():
     ConvMixer(
         dict(dim=16, depth=2, kernel_size=3, patch_size=7, act='gelu'),
         norm_eval=True).train()(torch.rand(1, 3, 13, 13))
+
+
+def test_resampling_weights_are_pixel_aligned():
+    # Stride 7 -> 16: cell 0 covers pixels [0, 16): 7 + 7 + 2 pixels of
+    # patches 0, 1, 2.
+    weights = resampling_weights(3, 16, 7, 7)
+    torch.testing.assert_close(weights[0, :3], torch.tensor([7, 7, 2]) / 16)
+    torch.testing.assert_close(weights.sum(1), torch.ones(3))
+    # Each patch holding its centre's x: shrinking gives the mean of that
+    # step function over each cell's pixels (computed pixel by pixel
+    # here), growing interpolates it linearly between patch centres.
+    centres = (torch.arange(20.) + 0.5) * 7
+    pixels = centres.repeat_interleave(7)  # pixel x -> its patch's value
+    for stride, count in ((8, 15), (16, 8), (32, 4)):
+        values = resampling_weights(count, stride, 20, 7) @ centres
+        expected = torch.stack([
+            pixels[j * stride:(j + 1) * stride].mean() for j in range(count)
+        ])
+        torch.testing.assert_close(values, expected)
+    values = resampling_weights(30, 4, 20, 7) @ centres
+    expected = (torch.arange(30) + 0.5) * 4
+    inside = (expected >= 3.5) & (expected <= 136.5)  # between centres
+    assert inside.sum() == 29
+    torch.testing.assert_close(values[inside], expected[inside])
+
+
+@pytest.mark.parametrize('size', [(97, 131), (64, 64), (50, 71)])
+def test_pyramid_levels_cover_the_whole_input(size):
+    # Patches padded to cover every pixel: a feature on the last rows and
+    # columns of the input reaches the last cells of every level.
+    # (No level norm: GroupNorm would spread any change over the level.)
+    model = ConvMixer(
+        TINY, out_indices=(-1, ), pyramid=dict(norm=None)).eval()
+    x = torch.zeros(1, 3, *size)
+    with torch.no_grad():
+        base = model(x)
+        x[..., -3:, -3:] = 10.
+        moved = model(x)
+    for a, b in zip(base, moved):
+        last = (a - b)[..., -1, -1].abs().max()
+        assert last > 0
+        # The far corner changes only by float rounding.
+        assert (a - b)[..., 0, 0].abs().max() <= 1e-6 * a.abs().max()

@@ -153,17 +153,60 @@ def pyramid_size(size: int, stride: int) -> int:
     return size
 
 
+def resampling_weights(out_size: int, out_stride: float, in_size: int,
+                       in_stride: float) -> torch.Tensor:
+    """``[out_size, in_size]`` weights that resample one axis of a map
+    with cells of ``in_stride`` pixels to cells of ``out_stride`` pixels,
+    both grids starting at pixel 0 (cell ``i`` covers ``[i * stride,
+    (i + 1) * stride)``), so the result is aligned with the input to the
+    pixel whatever the ratio of the strides:
+
+    - shrinking (``out_stride >= in_stride``): each output cell is the
+      average of the input cells under it, weighted by their overlap in
+      pixels (area resampling; no aliasing);
+    - growing: bilinear interpolation at the output cell's centre
+      (``align_corners=False`` semantics, clamped at the borders).
+    """
+    out_index = torch.arange(out_size, dtype=torch.float64)
+    in_index = torch.arange(in_size, dtype=torch.float64)
+    if out_stride >= in_stride:
+        low = torch.maximum(out_index[:, None] * out_stride,
+                            in_index[None, :] * in_stride)
+        high = torch.minimum((out_index[:, None] + 1) * out_stride,
+                             (in_index[None, :] + 1) * in_stride)
+        weights = (high - low).clamp(min=0)
+    else:
+        source = ((out_index + 0.5) * out_stride / in_stride - 0.5).clamp(
+            0, in_size - 1)
+        below = source.floor().clamp(max=max(in_size - 2, 0))
+        fraction = (source - below)[:, None]
+        weights = ((in_index[None, :] == below[:, None]) * (1 - fraction) +
+                   (in_index[None, :] == below[:, None] + 1) * fraction)
+    return (weights / weights.sum(1, keepdim=True)).float()
+
+
+def resample(x: torch.Tensor, size: Tuple[int, int], out_stride: float,
+             in_stride: float) -> torch.Tensor:
+    """Resample an NCHW map of ``in_stride`` cells to ``size`` cells of
+    ``out_stride`` (see :func:`resampling_weights`): two small matrix
+    products, one per axis."""
+    rows = resampling_weights(size[0], out_stride, x.shape[-2], in_stride)
+    cols = resampling_weights(size[1], out_stride, x.shape[-1], in_stride)
+    rows, cols = rows.to(x), cols.to(x)
+    return torch.matmul(torch.matmul(rows, x), cols.t())
+
+
 class PyramidLevel(nn.Module):
     """Resample a stride-``in_stride`` map to one pyramid level.
 
     ``upsample`` (``mode='deconv'`` only, for levels finer than the patch
     stride): ``ceil(log2(in_stride / stride))`` 2x2 stride-2 transposed
     convs, each halving the channels and followed by GroupNorm(1, C) and
-    GELU. Then a 1x1 ``projection`` to ``out_channels`` and ``norm``, and an
-    exact resize to the level's size: adaptive average pooling when the
-    map shrinks (area-like, no aliasing; done before the projection, which
-    is then cheaper), bilinear interpolation when it grows (done after the
-    projection, on the smaller map).
+    GELU. Then a 1x1 ``projection`` to ``out_channels`` and ``norm``, and a
+    pixel-aligned resampling to the level's size (:func:`resample`): area
+    averaging when the map shrinks (before the projection, which is then
+    cheaper), bilinear interpolation when it grows (after the projection,
+    on the smaller map).
 
     Args:
         in_channels (int): Channels of the block output.
@@ -180,6 +223,7 @@ class PyramidLevel(nn.Module):
         self.stride = stride
         layers: List[nn.Module] = []
         channels = in_channels
+        self.upsampled_stride = float(in_stride)
         if mode == 'deconv' and in_stride > stride:
             for _ in range(math.ceil(math.log2(in_stride / stride))):
                 layers += [
@@ -188,19 +232,18 @@ class PyramidLevel(nn.Module):
                     nn.GELU()
                 ]
                 channels //= 2
+                self.upsampled_stride /= 2
         self.upsample = nn.Sequential(*layers)
         self.projection = nn.Conv2d(channels, out_channels, 1)
         self.norm = _build_pyramid_norm(norm, out_channels)
 
     def forward(self, x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
         x = self.upsample(x)
-        if size[0] * size[1] <= x.shape[-2] * x.shape[-1]:
-            if tuple(x.shape[-2:]) != tuple(size):
-                x = F.adaptive_avg_pool2d(x, size)
+        if self.stride >= self.upsampled_stride:
+            x = resample(x, size, self.stride, self.upsampled_stride)
             return self.norm(self.projection(x))
         x = self.norm(self.projection(x))
-        return F.interpolate(
-            x, size=size, mode='bilinear', align_corners=False)
+        return resample(x, size, self.stride, self.upsampled_stride)
 
 
 def _build_pyramid_norm(norm: Optional[str], channels: int) -> nn.Module:
@@ -233,13 +276,17 @@ class ConvMixer(BaseDenseBackbone):
     and a resize to exactly the size of this package's hierarchical
     backbones (:func:`pyramid_size`: ``(H - 3) // 4 + 1`` at stride 4,
     halved with ceil per level, e.g. 97x131 -> 24x33, 12x17, 6x9, 3x5), so
-    backbones are interchangeable under one config. Shrinking uses
-    adaptive average pooling (stride 7 or 14 to 16/32 is not an integer
-    factor, and pooling does not alias); growing uses bilinear
-    interpolation, or with ``mode='deconv'`` learned 2x2 transposed convs
-    first (as ViTDet's simple pyramid; 7 -> 3.5 then a light resize to
-    stride 4). The projection runs on the smaller side of each resize. No
-    pyramid weight is in an ImageNet checkpoint (``new_prefixes``).
+    backbones are interchangeable under one config. The resampling is
+    aligned to the pixel (:func:`resample`: the input is padded to a
+    multiple of the patch size, patch ``i`` covers pixels ``[i p, (i + 1)
+    p)`` and level cell ``j`` pixels ``[j s, (j + 1) s)``): shrinking
+    averages the patches under each cell by their overlap (stride 7 or 14
+    to 16/32 is no integer factor, and averaging does not alias); growing
+    interpolates bilinearly, or with ``mode='deconv'`` runs learned 2x2
+    transposed convs first (as ViTDet's simple pyramid; 7 -> 3.5, then
+    resampled to 4). The projection runs on the smaller side of each
+    resize. No pyramid weight is in an ImageNet checkpoint
+    (``new_prefixes``).
     ``pyramid=None`` returns the selected blocks' raw stride-``patch_size``
     outputs and adds no parameters.
 
@@ -434,6 +481,18 @@ class ConvMixer(BaseDenseBackbone):
         self.out_channels = out_channels
 
     # -------------------------------------------------------- forward ----
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        """The patch stem; with a pyramid, the input is first padded (with
+        zeros, at the bottom and right) to a multiple of the patch size, so
+        that the patches cover every pixel and the levels, resampled from
+        them, are aligned with the image to the pixel. Without a pyramid it
+        drops the remainder, as the classifier does."""
+        if self.pyramid is not None:
+            patch = self.patch_size
+            height, width = x.shape[-2:]
+            x = F.pad(x, (0, -width % patch, 0, -height % patch))
+        return self.stem(x)
+
     def forward(self, x: torch.Tensor) -> tuple:
         self.check_input(x)
         features = self.unit_outputs(x)
