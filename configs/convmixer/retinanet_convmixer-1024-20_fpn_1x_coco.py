@@ -1,44 +1,9 @@
-# RetinaNet with ConvMixer-1024/20 (k9, p14, GELU), 1x schedule on COCO.
-# No dense-prediction result for ConvMixer is published anywhere; this is
-# the recipe of the package's other backbones (PoolFormer / EfficientFormer
-# papers), so that the backbone is the only thing that changes:
-# - AdamW (the standard for non-ResNet backbones in mmdet), lr 1e-4 for
-#   RetinaNet, weight decay 1e-4, 500-iteration linear warm-up, steps at
-#   epochs 8 and 11, 16 images per iteration (8 GPUs x 2), 1333x800, flip.
-# - Weight decay 1e-4 rather than the 0.05 of the Swin/ConvNeXt recipes:
-#   0.05 is meant to be paired with no decay on norms, and ConvMixer has two
-#   BatchNorms per block; with 1e-4 the decoupled per-step shrink (lr x wd
-#   <= 2e-8) is negligible on BN affines and biases, so no paramwise_cfg.
-# - drop_path 0, nothing frozen, BatchNorm in train mode (each GPU
-#   normalises over 2 images x ~57x96 positions at stride 14).
-# - ConvMixer is isotropic (stride 14 here); its `pyramid` resamples blocks
-#   to strides 8/16/32 with a new 1x1 projection + GroupNorm per level.
-#   RetinaNet's FPN starts at stride 8 (the original start_level=1): the
-#   backbone builds only those three levels (the FPN takes them from
-#   start_level=0), fed by blocks 9, 14, 19 (the last three of the default
-#   evenly spaced four), so every parameter gets a gradient under DDP.
-# - Memory (fp32, as mmdet trains by default; activations saved for backward
-#   by the backbone, measured with saved-tensor hooks): per 800x1344 image
-#   1536/20 15.8 GiB, 768/32 8.3 GiB, 1024/20 2.7 GiB. Per GPU (2 images,
-#   landscape and portrait never mixed by AspectRatioBatchSampler):
-#   1536/20 ~32 GiB before FPN, heads, gradients and allocator slack, about
-#   half an 80 GB GPU and over a 40 GB one, so its configs set with_cp=True
-#   (~5 GiB kept: the 21 block inputs); 768/32 ~17 GiB and 1024/20 ~5 GiB fit
-#   easily without it (with_cp costs ~30% more backbone compute). Turn it on
-#   for small GPUs with --cfg-options model.backbone.with_cp=True.
-_base_ = [
-    'mmdet::_base_/models/retinanet_r50_fpn.py',
-    'mmdet::_base_/datasets/coco_detection.py',
-    'mmdet::_base_/schedules/schedule_1x.py',
-    'mmdet::_base_/default_runtime.py',
-]
-custom_imports = dict(imports=['mixer_backbones'], allow_failed_imports=False)
-# The neck must fit the backbone (checked before anything runs); the log
-# shows images per second and, without GPUs, peak process memory.
-custom_hooks = [
-    dict(type='mixer_backbones.NeckChannelsCheckHook'),
-    dict(type='mixer_backbones.ThroughputHook'),
-]
+# RetinaNet with ConvMixer-1024/20 (k9, p14, GELU), 1x schedule on COCO, on
+# the recipe of the package's other backbones (configs/_base_/
+# retinanet_fpn_1x_coco_adamw.py); why, and the memory: README.md here.
+# The FPN starts at stride 8: blocks 9, 14, 19 (the last three of the
+# default evenly spaced four) feed pyramid levels 8/16/32 only.
+_base_ = '../_base_/retinanet_fpn_1x_coco_adamw.py'
 
 checkpoint = 'https://github.com/tmp-iclr/convmixer/releases/download/v1.0/convmixer_1024_20_ks9_p14.pth.tar'  # noqa: E501
 model = dict(
@@ -47,20 +12,6 @@ model = dict(
         type='mixer_backbones.ConvMixer',
         arch='1024_20',
         out_indices=(9, 14, 19),
-        pyramid=dict(mode='interpolate', strides=(8, 16, 32), norm='gn'),
-        out_channels=256,
-        with_cp=False,
-        drop_path_rate=0.,
+        pyramid=dict(strides=(8, 16, 32)),
         init_cfg=dict(type='Pretrained', checkpoint=checkpoint)),
-    neck=dict(
-        in_channels=[256, 256, 256],
-        start_level=0,
-        add_extra_convs='on_input',
-        num_outs=5))
-
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=0.0001, weight_decay=0.0001))
-# 8 GPUs x 2 images; enable with --cfg-options auto_scale_lr.enable=True
-auto_scale_lr = dict(enable=False, base_batch_size=16)
+    neck=dict(in_channels=[256, 256, 256]))

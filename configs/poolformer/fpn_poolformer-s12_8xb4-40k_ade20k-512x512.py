@@ -1,53 +1,12 @@
-# Semantic FPN with PoolFormer-S12, 40k iterations on ADE20K: the recipe of
-# the PoolFormer paper (AdamW lr 2e-4, wd 1e-4, poly 0.9, 32 images per
-# iteration, 512x512 crops; test images resized to a multiple of 32).
-_base_ = [
-    'mmseg::_base_/models/fpn_r50.py',
-    'mmseg::_base_/datasets/ade20k.py',
-    'mmseg::_base_/default_runtime.py',
-    'mmseg::_base_/schedules/schedule_40k.py',
-]
-custom_imports = dict(imports=['mixer_backbones'], allow_failed_imports=False)
-# The neck must fit the backbone (checked before anything runs); the log
-# shows images per second and, without GPUs, peak process memory.
-custom_hooks = [
-    dict(type='mixer_backbones.NeckChannelsCheckHook'),
-    dict(type='mixer_backbones.ThroughputHook'),
-]
+# Semantic FPN with PoolFormer-S12, 40k iterations on ADE20K: the PoolFormer
+# paper's recipe (configs/_base_/fpn_8xb4-40k_ade20k-512x512_adamw.py).
+_base_ = '../_base_/fpn_8xb4-40k_ade20k-512x512_adamw.py'
 
-crop_size = (512, 512)
 checkpoint = 'https://github.com/sail-sg/poolformer/releases/download/v1.0/poolformer_s12.pth.tar'  # noqa: E501
 model = dict(
-    pretrained=None,
-    data_preprocessor=dict(size=crop_size),
     backbone=dict(
         _delete_=True,
         type='mixer_backbones.PoolFormer',
         arch='s12',
-        out_indices=(0, 1, 2, 3),
-        drop_path_rate=0.,
         init_cfg=dict(type='Pretrained', checkpoint=checkpoint)),
-    neck=dict(in_channels=[64, 128, 320, 512]),
-    decode_head=dict(num_classes=150))
-
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(2048, 512), keep_ratio=True),
-    dict(type='ResizeToMultiple', size_divisor=32),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='PackSegInputs'),
-]
-train_dataloader = dict(batch_size=4)
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_dataloader = val_dataloader
-
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=0.0002, weight_decay=0.0001))
-param_scheduler = [
-    dict(type='PolyLR', power=0.9, begin=0, end=40000, eta_min=0.0,
-         by_epoch=False)
-]
-# 8 GPUs x 4 images; enable with --cfg-options auto_scale_lr.enable=True
-auto_scale_lr = dict(enable=False, base_batch_size=32)
+    neck=dict(in_channels=[64, 128, 320, 512]))

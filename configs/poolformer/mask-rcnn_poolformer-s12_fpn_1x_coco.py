@@ -1,18 +1,6 @@
-# Mask R-CNN with PoolFormer-S12, 1x schedule on COCO: the recipe of the
-# PoolFormer paper (AdamW lr 2e-4, wd 1e-4, 16 images per iteration).
-_base_ = [
-    'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
-    'mmdet::_base_/datasets/coco_instance.py',
-    'mmdet::_base_/schedules/schedule_1x.py',
-    'mmdet::_base_/default_runtime.py',
-]
-custom_imports = dict(imports=['mixer_backbones'], allow_failed_imports=False)
-# The neck must fit the backbone (checked before anything runs); the log
-# shows images per second and, without GPUs, peak process memory.
-custom_hooks = [
-    dict(type='mixer_backbones.NeckChannelsCheckHook'),
-    dict(type='mixer_backbones.ThroughputHook'),
-]
+# Mask R-CNN with PoolFormer-S12, 1x schedule on COCO: the PoolFormer
+# paper's recipe (configs/_base_/mask-rcnn_fpn_1x_coco_adamw.py).
+_base_ = '../_base_/mask-rcnn_fpn_1x_coco_adamw.py'
 
 checkpoint = 'https://github.com/sail-sg/poolformer/releases/download/v1.0/poolformer_s12.pth.tar'  # noqa: E501
 model = dict(
@@ -20,14 +8,5 @@ model = dict(
         _delete_=True,
         type='mixer_backbones.PoolFormer',
         arch='s12',
-        out_indices=(0, 1, 2, 3),
-        drop_path_rate=0.,
         init_cfg=dict(type='Pretrained', checkpoint=checkpoint)),
     neck=dict(in_channels=[64, 128, 320, 512]))
-
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=0.0002, weight_decay=0.0001))
-# 8 GPUs x 2 images; enable with --cfg-options auto_scale_lr.enable=True
-auto_scale_lr = dict(enable=False, base_batch_size=16)

@@ -1,0 +1,18 @@
+# Mask R-CNN 1x on COCO with the detection recipe of the PoolFormer and
+# EfficientFormer papers: AdamW lr 2e-4, weight decay 1e-4, 12 epochs with
+# steps at 8 and 11 and a 500-iteration linear warm-up (mmdet's 1x
+# schedule), 16 images per iteration (8 GPUs x 2), 1333x800, flip 0.5; the
+# FPN on the four backbone levels.
+_base_ = [
+    'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
+    'mmdet::_base_/datasets/coco_instance.py',
+    'mmdet::_base_/schedules/schedule_1x.py',
+    'mmdet::_base_/default_runtime.py',
+    './mixer_backbones.py',
+]
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=0.0002, weight_decay=0.0001))
+# 8 GPUs x 2 images.
+auto_scale_lr = dict(enable=False, base_batch_size=16)
