@@ -1,6 +1,11 @@
 # Semantic FPN with PoolFormer-S12, 40k iterations on ADE20K: the recipe of
 # the PoolFormer paper (AdamW lr 2e-4, wd 1e-4, poly 0.9, 32 images per
 # iteration, 512x512 crops; test images resized to a multiple of 32).
+# Released model: Semantic FPN PoolFormer-S12 of sail-sg/poolformer
+# (segmentation/README.md, Google Drive);
+# evaluates with this config after
+#   python tools/convert_checkpoint.py poolformer RELEASED.pth OUT.pth \
+#       --whole-model <this config>
 _base_ = [
     'mmseg::_base_/models/fpn_r50.py',
     'mmseg::_base_/datasets/ade20k.py',
@@ -41,6 +46,9 @@ train_dataloader = dict(batch_size=4)
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
+# mmseg's schedule also sets a top-level SGD `optimizer` that nothing
+# reads; replaced so that the resolved config names only the one in use.
+optimizer = dict(_delete_=True, type='AdamW', lr=0.0002, weight_decay=0.0001)
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
@@ -49,5 +57,5 @@ param_scheduler = [
     dict(type='PolyLR', power=0.9, begin=0, end=40000, eta_min=0.0,
          by_epoch=False)
 ]
-# 8 GPUs x 4 images; enable with --cfg-options auto_scale_lr.enable=True
+# 8 GPUs x 4 images (keep that total batch: see the README).
 auto_scale_lr = dict(enable=False, base_batch_size=32)

@@ -1,5 +1,10 @@
 # Mask R-CNN with PoolFormer-S12, 1x schedule on COCO: the recipe of the
 # PoolFormer paper (AdamW lr 2e-4, wd 1e-4, 16 images per iteration).
+# Released model: Mask R-CNN PoolFormer-S12 of sail-sg/poolformer
+# (detection/README.md, Google Drive; norm0/2/4/6 in its backbone);
+# evaluates with this config after
+#   python tools/convert_checkpoint.py poolformer RELEASED.pth OUT.pth \
+#       --whole-model <this config>
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     'mmdet::_base_/datasets/coco_instance.py',
@@ -29,5 +34,5 @@ optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=0.0002, weight_decay=0.0001))
-# 8 GPUs x 2 images; enable with --cfg-options auto_scale_lr.enable=True
+# 8 GPUs x 2 images (keep that total batch: see the README).
 auto_scale_lr = dict(enable=False, base_batch_size=16)

@@ -1,5 +1,11 @@
 # RetinaNet with PoolFormer-S12, 1x schedule on COCO: the recipe of the
 # PoolFormer paper (AdamW lr 1e-4, wd 1e-4, 16 images per iteration).
+# Released model: RetinaNet PoolFormer-S12 of sail-sg/poolformer
+# (detection/README.md, Google Drive; trained with FORK_LAST3=1, so
+# its backbone has norm2/4/6 only, as out_indices=(1, 2, 3) here);
+# evaluates with this config after
+#   python tools/convert_checkpoint.py poolformer RELEASED.pth OUT.pth \
+#       --whole-model <this config>
 _base_ = [
     'mmdet::_base_/models/retinanet_r50_fpn.py',
     'mmdet::_base_/datasets/coco_detection.py',
@@ -35,5 +41,5 @@ optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=0.0001, weight_decay=0.0001))
-# 8 GPUs x 2 images; enable with --cfg-options auto_scale_lr.enable=True
+# 8 GPUs x 2 images (keep that total batch: see the README).
 auto_scale_lr = dict(enable=False, base_batch_size=16)
