@@ -406,8 +406,9 @@ class BaseDenseBackbone(BaseModule):
         """Why a converted checkpoint key that this model lacks may be left
         out: ``'classifier'`` (the classification model's final norm and
         heads: ``weight``/``bias`` or ``fc.weight``/``fc.bias`` under
-        ``classifier_prefixes``), ``'level not requested'`` (a ``new_prefixes``
-        part of a level this model does not build), a family's own reason
+        ``classifier_prefixes``), a level not requested (a ``new_prefixes``
+        part, named as the built levels' parts are, of a level this model
+        does not build), a family's own reason
         (:meth:`unused_key_reason`), or ``None``: then the key is refused.
         """
         for prefix in self.classifier_prefixes:
@@ -415,10 +416,19 @@ class BaseDenseBackbone(BaseModule):
                             key):
                 return 'classifier'
         for prefix in self.new_prefixes:
-            match = re.match(re.escape(prefix) + r'(\d+)\.', key)
-            if match and int(match[1]) < len(self.units) and int(
-                    match[1]) not in self.out_indices:
-                return (f'output norm of a level not requested '
+            pattern = re.compile(re.escape(prefix) + r'(\d+)\.(.*)')
+            match = pattern.fullmatch(key)
+            if not match or int(match[1]) >= len(self.units) or int(
+                    match[1]) in self.out_indices:
+                continue
+            # What a built level holds, e.g. 'weight' and 'bias' of a norm.
+            built = {
+                m[2]
+                for m in map(pattern.fullmatch, self.state_dict(
+                    keep_vars=True)) if m
+            }
+            if not built or match[2] in built:
+                return (f'{prefix[:-1]} of a level not requested '
                         f'(out_indices={self.out_indices})')
         return self.unused_key_reason(key)
 
