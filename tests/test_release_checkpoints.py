@@ -91,6 +91,20 @@ def random_state(keys, seed=0):
     return state
 
 
+def numbered_state(keys):
+    """Every key of a manifest, each float tensor filled with its own
+    number (so that a tensor renamed onto another shows), the index
+    buffers as the original writes them."""
+    state = {}
+    for number, (name, shape, dtype) in enumerate(keys):
+        if name.endswith(DERIVED):
+            state[name] = original_offset_index(int(round(shape[0]**0.5)))
+        else:
+            state[name] = torch.full(shape, number, dtype=getattr(
+                torch, dtype))
+    return state
+
+
 def dense_levels(state):
     """Output levels of a dense release backbone: its norm{0,2,4,6}."""
     return tuple(
@@ -225,7 +239,7 @@ def test_release_layout_loads_every_tensor(family, name):
     converted tensor is loaded into the model or ignored for a stated
     reason (classifier, the ImageNet table the dense models keep unused);
     every output norm of a dense release is loaded."""
-    state = random_state(manifest(family)[name]['keys'])
+    state = numbered_state(manifest(family)[name]['keys'])
     dense = not name.startswith('classification/')
     if dense:
         state = strip_prefix(state, 'backbone.')
