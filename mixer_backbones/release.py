@@ -16,7 +16,8 @@ model a config builds, refusing what does not fit.
 
     python tools/convert_checkpoint.py efficientformer \\
         mask_rcnn_efficientformer_l1.pth converted.pth \\
-        --whole-model configs/efficientformer/mask-rcnn_efficientformer-l1_fpn_1x_coco.py
+        --whole-model \\
+        configs/efficientformer/mask-rcnn_efficientformer-l1_fpn_1x_coco.py
 """
 import re
 from typing import Dict, List, Optional, Tuple
@@ -34,27 +35,31 @@ _BN = r'\.(?:weight|bias|running_mean|running_var|num_batches_tracked)'
 # Every neck and head key of the released models, per module; names are
 # those of mmdet 2.x / mmseg 0.x, unchanged in mmdet 3.x / mmseg 1.x.
 MODULE_KEYS = {
-    'FPN': rf'neck\.(?:lateral|fpn)_convs\.\d+\.conv{_PARAMS}',
-    'RPNHead': rf'rpn_head\.rpn_(?:conv|cls|reg){_PARAMS}',
+    'FPN':
+    rf'neck\.(?:lateral|fpn)_convs\.\d+\.conv{_PARAMS}',
+    'RPNHead':
+    rf'rpn_head\.rpn_(?:conv|cls|reg){_PARAMS}',
     'StandardRoIHead':
     rf'roi_head\.bbox_head\.(?:fc_cls|fc_reg|shared_fcs\.\d+){_PARAMS}'
     rf'|roi_head\.mask_head\.(?:convs\.\d+\.conv|upsample|conv_logits)'
     rf'{_PARAMS}',
-    'RetinaHead': rf'bbox_head\.(?:cls|reg)_convs\.\d+\.conv{_PARAMS}'
+    'RetinaHead':
+    rf'bbox_head\.(?:cls|reg)_convs\.\d+\.conv{_PARAMS}'
     rf'|bbox_head\.retina_(?:cls|reg){_PARAMS}',
-    'FPNHead': rf'decode_head\.scale_heads\.\d+\.\d+\.conv\.weight'
+    'FPNHead':
+    rf'decode_head\.scale_heads\.\d+\.\d+\.conv\.weight'
     rf'|decode_head\.scale_heads\.\d+\.\d+\.bn{_BN}'
     rf'|decode_head\.conv_seg{_PARAMS}',
 }
 
 # The released models, recognised by one key of their heads.
 MODELS = {
-    'Mask R-CNN (mmdet 2.x)': ('rpn_head.rpn_cls.weight',
-                               ('FPN', 'RPNHead', 'StandardRoIHead')),
-    'RetinaNet (mmdet 2.x)': ('bbox_head.retina_cls.weight', ('FPN',
-                                                              'RetinaHead')),
-    'Semantic FPN (mmseg 0.x)': ('decode_head.conv_seg.weight',
-                                 ('FPN', 'FPNHead')),
+    'Mask R-CNN (mmdet 2.x)':
+    ('rpn_head.rpn_cls.weight', ('FPN', 'RPNHead', 'StandardRoIHead')),
+    'RetinaNet (mmdet 2.x)':
+    ('bbox_head.retina_cls.weight', ('FPN', 'RetinaHead')),
+    'Semantic FPN (mmseg 0.x)':
+    ('decode_head.conv_seg.weight', ('FPN', 'FPNHead')),
 }
 
 # Where the release files of the configs' ImageNet weights are published,
@@ -127,14 +132,16 @@ def convert_release(state_dict: StateDict,
         raise CheckpointError(
             f'the backbone ({layout} layout) has no per-level output norms: '
             'not the backbone of a released dense model')
-    rest = {k: v for k, v in state_dict.items() if not k.startswith(
-        'backbone.')}
+    rest = {
+        k: v
+        for k, v in state_dict.items() if not k.startswith('backbone.')
+    }
     found = [(name, modules) for name, (marker, modules) in MODELS.items()
              if marker in rest]
     if len(found) != 1:
         raise CheckpointError(
-            'cannot tell which released model this is (looked for '
-            + ', '.join(f'{m!r} of {n}' for n, (m, _) in MODELS.items()) +
+            'cannot tell which released model this is (looked for ' +
+            ', '.join(f'{m!r} of {n}' for n, (m, _) in MODELS.items()) +
             f'); found {[n for n, _ in found]}; first non-backbone keys: '
             f'{list(rest)[:5]}')
     model, modules = found[0]
@@ -169,8 +176,7 @@ def check_against_model(state_dict: StateDict, model: nn.Module) -> dict:
             shape mismatches; the backbone is switched back.
     """
     backbone = model.backbone
-    undo = backbone.adapt_to_checkpoint(strip_prefix(state_dict,
-                                                     'backbone.'))
+    undo = backbone.adapt_to_checkpoint(strip_prefix(state_dict, 'backbone.'))
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict]
     ignored: Dict[str, str] = {}
@@ -192,9 +198,9 @@ def check_against_model(state_dict: StateDict, model: nn.Module) -> dict:
         problems = []
         if mismatched:
             problems.append(f'{len(mismatched)} shape mismatches '
-                            '(checkpoint vs model): ' + ', '.join(
-                                f'{k} {a} vs {b}'
-                                for k, a, b in mismatched[:10]))
+                            '(checkpoint vs model): ' +
+                            ', '.join(f'{k} {a} vs {b}'
+                                      for k, a, b in mismatched[:10]))
         if missing:
             problems.append(f'{len(missing)} keys of the model are not in '
                             f'the checkpoint: {missing[:10]}')

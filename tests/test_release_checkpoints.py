@@ -18,6 +18,7 @@ OpenMMLab imports stubbed), as was the package's loading directly.
 """
 import copy
 import functools
+import glob
 import itertools
 import json
 import os.path as osp
@@ -33,8 +34,8 @@ from mixer_backbones.checkpoint import CheckpointError, strip_prefix
 from mixer_backbones.models.efficientformer import RelativeBiasAttention
 from mixer_backbones.release import check_against_model, convert_release
 
-MANIFESTS = osp.join(osp.dirname(osp.abspath(__file__)), 'fixtures',
-                     'manifests')
+MANIFESTS = osp.join(
+    osp.dirname(osp.abspath(__file__)), 'fixtures', 'manifests')
 FAMILIES = {'poolformer': PoolFormer, 'efficientformer': EfficientFormer}
 DERIVED = ('attention_bias_idxs', 'attention_bias_idxs_seg')
 UNUSED_TABLE = ('the ImageNet 7x7 bias table, which the original dense '
@@ -100,22 +101,22 @@ def numbered_state(keys):
         if name.endswith(DERIVED):
             state[name] = original_offset_index(int(round(shape[0]**0.5)))
         else:
-            state[name] = torch.full(shape, number, dtype=getattr(
-                torch, dtype))
+            state[name] = torch.full(
+                shape, number, dtype=getattr(torch, dtype))
     return state
 
 
 def dense_levels(state):
     """Output levels of a dense release backbone: its norm{0,2,4,6}."""
     return tuple(
-        int(m[1]) // 2 for m in (re.fullmatch(r'norm(\d)\.weight', k)
-                                 for k in state) if m)
+        int(m[1]) // 2
+        for m in (re.fullmatch(r'norm(\d)\.weight', k) for k in state) if m)
 
 
 # ---------------------------------------------- the original forwards --
 def _group_norm(x, state, name):
-    return F.group_norm(x, 1, state[f'{name}.weight'],
-                        state[f'{name}.bias'], 1e-5)
+    return F.group_norm(x, 1, state[f'{name}.weight'], state[f'{name}.bias'],
+                        1e-5)
 
 
 def _batch_norm(x, state, name):
@@ -132,8 +133,8 @@ def _conv(x, state, name, stride=1, padding=0):
 def _blocks(state, position):
     found = {
         int(m[1])
-        for m in (re.match(rf'network\.{position}\.(\d+)\.', k)
-                  for k in state) if m
+        for m in (re.match(rf'network\.{position}\.(\d+)\.', k) for k in state)
+        if m
     }
     return sorted(found)
 
@@ -153,8 +154,8 @@ def original_poolformer(state, x):
             mixed = F.avg_pool2d(y, 3, 1, 1, count_include_pad=False) - y
             x = x + state[f'{p}.layer_scale_1'][:, None, None] * mixed
             y = _group_norm(x, state, f'{p}.norm2')
-            y = _conv(F.gelu(_conv(y, state, f'{p}.mlp.fc1')), state,
-                      f'{p}.mlp.fc2')
+            y = _conv(
+                F.gelu(_conv(y, state, f'{p}.mlp.fc1')), state, f'{p}.mlp.fc2')
             x = x + state[f'{p}.layer_scale_2'][:, None, None] * y
         if f'norm{position}.weight' in state:
             outs[stage] = _group_norm(x, state, f'norm{position}')
@@ -164,8 +165,8 @@ def original_poolformer(state, x):
 def _original_attention(tokens, state, p, heads=8, key_dim=32):
     batch, num, _ = tokens.shape
     qkv = F.linear(tokens, state[f'{p}.qkv.weight'], state[f'{p}.qkv.bias'])
-    q, k, v = qkv.reshape(batch, num, heads, -1).split(
-        [key_dim, key_dim, 4 * key_dim], dim=3)
+    q, k, v = qkv.reshape(batch, num, heads,
+                          -1).split([key_dim, key_dim, 4 * key_dim], dim=3)
     q, k, v = (t.permute(0, 2, 1, 3) for t in (q, k, v))
     logits = (q @ k.transpose(-2, -1)) * key_dim**-0.5
     table = state[f'{p}.attention_biases_seg']
@@ -178,10 +179,12 @@ def _original_attention(tokens, state, p, heads=8, key_dim=32):
 
 def original_efficientformer(state, x):
     """The snap-research dense forward over release keys."""
-    x = F.relu(_batch_norm(_conv(x, state, 'patch_embed.0', 2, 1), state,
-                           'patch_embed.1'))
-    x = F.relu(_batch_norm(_conv(x, state, 'patch_embed.3', 2, 1), state,
-                           'patch_embed.4'))
+    x = F.relu(
+        _batch_norm(
+            _conv(x, state, 'patch_embed.0', 2, 1), state, 'patch_embed.1'))
+    x = F.relu(
+        _batch_norm(
+            _conv(x, state, 'patch_embed.3', 2, 1), state, 'patch_embed.4'))
     outs = {}
     for stage in range(4):
         position = 2 * stage
@@ -210,10 +213,11 @@ def original_efficientformer(state, x):
                 continue
             mixed = F.avg_pool2d(x, 3, 1, 1, count_include_pad=False) - x
             x = x + state[f'{p}.layer_scale_1'][:, None, None] * mixed
-            y = _batch_norm(_conv(x, state, f'{p}.mlp.fc1'), state,
-                            f'{p}.mlp.norm1')
-            y = _batch_norm(_conv(F.gelu(y), state, f'{p}.mlp.fc2'), state,
-                            f'{p}.mlp.norm2')
+            y = _batch_norm(
+                _conv(x, state, f'{p}.mlp.fc1'), state, f'{p}.mlp.norm1')
+            y = _batch_norm(
+                _conv(F.gelu(y), state, f'{p}.mlp.fc2'), state,
+                f'{p}.mlp.norm2')
             x = x + state[f'{p}.layer_scale_2'][:, None, None] * y
         if f'norm{position}.weight' in state:
             outs[stage] = _group_norm(x, state, f'norm{position}')
@@ -222,8 +226,16 @@ def original_efficientformer(state, x):
 
 def save_release(state, path, prefix=''):
     """Write ``state`` as the original repositories wrote it."""
-    torch.save({'state_dict': {prefix + k: v for k, v in state.items()},
-                'meta': {'mmdet_version': '2.19.0'}}, path)
+    torch.save(
+        {
+            'state_dict': {
+                prefix + k: v
+                for k, v in state.items()
+            },
+            'meta': {
+                'mmdet_version': '2.19.0'
+            }
+        }, path)
     return str(path)
 
 
@@ -252,8 +264,7 @@ def test_release_layout_loads_every_tensor(family, name):
     origin = {k: sources[v.data_ptr()] for k, v in converted.items()}
     assert sorted(origin.values()) == sorted(kept)  # a bijection
     for key, value in converted.items():
-        assert torch.equal(value.flatten(),
-                           state[origin[key]].flatten()), key
+        assert torch.equal(value.flatten(), state[origin[key]].flatten()), key
     levels = dense_levels(state) if dense else (0, 1, 2, 3)
     model = model_cls(arch, out_indices=levels)
     report = model.load_converted(converted, source=name, layout=layout)
@@ -276,7 +287,8 @@ def test_release_layout_loads_every_tensor(family, name):
 def test_converter_collisions_raise():
     state = random_state(manifest('poolformer')['classification/s12']['keys'])
     state['norm6.weight'] = state['norm.weight'].clone()  # two final norms
-    with pytest.raises(CheckpointError, match=r"'norm6\.weight'.*norm\.weight"):
+    with pytest.raises(
+            CheckpointError, match=r"'norm6\.weight'.*norm\.weight"):
         PoolFormer.convert_checkpoint(state)
     keys = manifest('efficientformer')['detection/l1']['keys']
     state = strip_prefix(random_state(keys), 'backbone.')
@@ -288,8 +300,7 @@ def test_converter_collisions_raise():
 
 @pytest.mark.parametrize('norms, levels', [((2, 4, 6), (1, 2, 3)),
                                            ((0, 2, 4, 6), (0, 1, 2, 3)),
-                                           ((4, ), (2, )),
-                                           ((0, 6), (0, 3))])
+                                           ((4, ), (2, )), ((0, 6), (0, 3))])
 def test_poolformer_any_subset_of_dense_norms(norms, levels):
     keys = manifest('poolformer')['dense/s12']['keys']
     state = strip_prefix(random_state(keys), 'backbone.')
@@ -443,9 +454,11 @@ def _layout_state(family, layout):
     """``(state dict as written to the file, key to add)`` for ``layout``
     of ``family``."""
     if layout == 'mixer_backbones':
-        model = {'poolformer': PoolFormer('s12'),
-                 'efficientformer': EfficientFormer('l1'),
-                 'convmixer': ConvMixer('1024_20')}[family]
+        model = {
+            'poolformer': PoolFormer('s12'),
+            'efficientformer': EfficientFormer('l1'),
+            'convmixer': ConvMixer('1024_20')
+        }[family]
         return model.state_dict(), 'stages.0.blocks.0.extra_scale' if (
             family != 'convmixer') else 'blocks.0.extra_scale'
     if layout in ('classification', 'dense', 'dense_last3', 'detection',
@@ -470,25 +483,29 @@ def _layout_state(family, layout):
 
 
 UNKNOWN_KEY_LAYOUTS = [
-    ('poolformer', layout) for layout in ('mixer_backbones', 'timm',
-                                          'classification', 'mmpretrain',
-                                          'dense', 'dense_last3')
+    ('poolformer', layout)
+    for layout in ('mixer_backbones', 'timm', 'classification', 'mmpretrain',
+                   'dense', 'dense_last3')
 ] + [('efficientformer', layout)
-     for layout in ('mixer_backbones', 'timm', 'classification',
-                    'mmpretrain', 'detection', 'segmentation')] + [
-                        ('convmixer', layout)
-                        for layout in ('mixer_backbones', 'timm',
-                                       'locuslab', 'mmpretrain')
-                    ]
+     for layout in ('mixer_backbones', 'timm', 'classification', 'mmpretrain',
+                    'detection', 'segmentation')
+     ] + [('convmixer', layout)
+          for layout in ('mixer_backbones', 'timm', 'locuslab', 'mmpretrain')]
 
 
 @pytest.mark.parametrize('family, layout', UNKNOWN_KEY_LAYOUTS)
 def test_unknown_key_is_refused_in_every_layout(family, layout, tmp_path):
     state, key = _layout_state(family, layout)
-    model_cls = {'poolformer': PoolFormer, 'efficientformer':
-                 EfficientFormer, 'convmixer': ConvMixer}[family]
-    arch = {'poolformer': 's12', 'efficientformer': 'l1',
-            'convmixer': '1024_20'}[family]
+    model_cls = {
+        'poolformer': PoolFormer,
+        'efficientformer': EfficientFormer,
+        'convmixer': ConvMixer
+    }[family]
+    arch = {
+        'poolformer': 's12',
+        'efficientformer': 'l1',
+        'convmixer': '1024_20'
+    }[family]
     path = str(tmp_path / 'checkpoint.pth')
     dense = layout in ('dense', 'dense_last3', 'detection', 'segmentation')
     levels = (1, 2, 3) if layout == 'dense_last3' else (0, 1, 2, 3)
@@ -501,9 +518,10 @@ def test_unknown_key_is_refused_in_every_layout(family, layout, tmp_path):
         model_cls(arch, **kwargs).load_pretrained(path)
 
 
-@pytest.mark.parametrize('key', ['head.extra', 'head.fc.extra.weight',
-                                 'norm.running_mean', 'out_norms.9.weight',
-                                 'out_norms.0.extra'])
+@pytest.mark.parametrize('key', [
+    'head.extra', 'head.fc.extra.weight', 'norm.running_mean',
+    'out_norms.9.weight', 'out_norms.0.extra'
+])
 def test_classifier_and_level_lookalikes_are_refused(key):
     """Only the classifier's own weights and the norms of real levels are
     ignored; anything else under their prefixes is refused."""
@@ -573,8 +591,8 @@ def test_whole_release_fits_our_config(model, family, arch, config):
     check = check_against_model(converted, built)
     if family == 'efficientformer':
         assert set(check['ignored'].values()) == {UNUSED_TABLE}
-        assert len(check['ignored']) == EfficientFormer.arch_zoo[arch][
-            'vit_num']
+        assert len(
+            check['ignored']) == EfficientFormer.arch_zoo[arch]['vit_num']
     else:
         assert check['ignored'] == {}
     own = built.state_dict()
@@ -588,8 +606,11 @@ def test_whole_release_refusals():
     with pytest.raises(CheckpointError, match=r'neck\.extra\.weight'):
         convert_release(dict(state, **{'neck.extra.weight': torch.zeros(1)}))
     with pytest.raises(CheckpointError, match='cannot tell'):
-        convert_release({k: v for k, v in state.items()
-                         if not k.startswith(('rpn_head.', 'roi_head.'))})
+        convert_release({
+            k: v
+            for k, v in state.items()
+            if not k.startswith(('rpn_head.', 'roi_head.'))
+        })
     converted, _ = convert_release(state)
     retinanet = build_config_model(
         'configs/poolformer/retinanet_poolformer-s12_fpn_1x_coco.py')
@@ -598,8 +619,9 @@ def test_whole_release_refusals():
     mask_rcnn = build_config_model(
         'configs/poolformer/mask-rcnn_poolformer-s12_fpn_1x_coco.py')
     converted['roi_head.bbox_head.fc_cls.weight'] = torch.zeros(11, 1024)
-    with pytest.raises(CheckpointError,
-                       match=r'fc_cls\.weight \(11, 1024\) vs \(81, 1024\)'):
+    with pytest.raises(
+            CheckpointError,
+            match=r'fc_cls\.weight \(11, 1024\) vs \(81, 1024\)'):
         check_against_model(converted, mask_rcnn)
 
 
@@ -649,8 +671,8 @@ def test_whole_release_mask_rcnn_converts_and_evaluates(toy_coco, tmp_path):
     state = whole_release('mask_rcnn', 'efficientformer', 'l1')
     source = save_release(state, tmp_path / 'mask_rcnn_l1_release.pth')
     converted = tmp_path / 'converted.pth'
-    result = run_tool('tools/convert_checkpoint.py', 'efficientformer',
-                      source, converted, '--whole-model', config)
+    result = run_tool('tools/convert_checkpoint.py', 'efficientformer', source,
+                      converted, '--whole-model', config)
     assert 'left out backbone.stages.3.blocks.3.token_mixer.' \
         'attention_biases' in result.stdout
     result = run_tool('tools/test.py', config, converted, '--work-dir',
@@ -659,3 +681,50 @@ def test_whole_release_mask_rcnn_converts_and_evaluates(toy_coco, tmp_path):
     for metric in (r'coco/bbox_mAP:', r'coco/segm_mAP:'):
         values = metric_values(result.stdout, metric)
         assert values and all(0.0 <= v <= 1.0 for v in values), metric
+
+
+# ------------------------------------------------------------- recipes --
+SEGMENTATION_CONFIGS = sorted(
+    osp.relpath(p, ROOT)
+    for p in glob.glob(osp.join(ROOT, 'configs', '*', 'fpn_*.py')))
+
+
+@pytest.mark.parametrize('config', SEGMENTATION_CONFIGS)
+def test_segmentation_configs_name_only_the_optimizer_in_use(config):
+    pytest.importorskip('mmseg')
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(ROOT, config))
+    assert 'SGD' not in cfg.pretty_text
+    assert cfg.optimizer == cfg.optim_wrapper.optimizer
+    assert cfg.optimizer.type == 'AdamW' and 'momentum' not in cfg.optimizer
+
+
+def test_efficientformer_recipes_follow_the_original():
+    pytest.importorskip('mmdet')
+    from mmengine.config import Config
+    folder = osp.join(ROOT, 'configs', 'efficientformer')
+    for name in ('mask-rcnn_efficientformer-l1_fpn_1x_coco.py',
+                 'fpn_efficientformer-l1_8xb4-40k_ade20k-512x512.py',
+                 'retinanet_efficientformer-l1_fpn_1x_coco.py'):
+        cfg = Config.fromfile(osp.join(folder, name))
+        assert cfg.model.backbone.init_cfg.checkpoint == (
+            'checkpoints/efficientformer_l1_300d.pth')
+    cfg = Config.fromfile(
+        osp.join(folder, 'mask-rcnn_efficientformer-l3_fpn_1x_coco.py'))
+    warmup = cfg.param_scheduler[0]
+    assert (warmup.type, warmup.start_factor, warmup.end) == ('LinearLR', 1e-6,
+                                                              500)
+    assert cfg.param_scheduler[1].milestones == [8, 11]
+
+
+def test_missing_release_file_says_where_to_get_it(tmp_path):
+    model = EfficientFormer(
+        'l1',
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint=str(tmp_path / 'checkpoints' /
+                           'efficientformer_l1_300d.pth')))
+    with pytest.raises(
+            FileNotFoundError,
+            match=r'efficientformer_l1_300d\.pth.*Google Drive'):
+        model.init_weights()

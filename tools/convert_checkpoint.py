@@ -19,7 +19,8 @@ CONFIG OUT.pth`` evaluates:
 
     python tools/convert_checkpoint.py efficientformer \\
         mask_rcnn_efficientformer_l1.pth converted.pth \\
-        --whole-model configs/efficientformer/mask-rcnn_efficientformer-l1_fpn_1x_coco.py
+        --whole-model \\
+        configs/efficientformer/mask-rcnn_efficientformer-l1_fpn_1x_coco.py
 """
 import argparse
 import os.path as osp

@@ -285,7 +285,12 @@ class PoolFormer(BaseDenseBackbone):
           downsamples, ``layer_scale_{1,2}``; the classifier's final norm
           is ``norm`` (``norm6`` in mmpretrain), while the original
           detection/segmentation checkpoints carry per-level output norms
-          ``norm{0,2,4,6}``, loaded as ``out_norms.{0,1,2,3}``.
+          ``norm{0,2,4,6}`` (all four; ``norm2/4/6`` in the RetinaNet
+          files, trained with ``FORK_LAST3=1``; any subset holding one of
+          ``norm0/2/4``), loaded as ``out_norms.{0,1,2,3}``.
+
+        Two keys converting to one name raise :class:`CheckpointError`;
+        keys of no known name pass unchanged and are refused on loading.
         """
         if 'stem.weight' in state_dict:
             return dict(state_dict), 'mixer_backbones'
