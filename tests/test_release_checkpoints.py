@@ -344,7 +344,7 @@ def test_poolformer_unrequested_levels_are_reported(tmp_path):
     report = model.load_pretrained(
         save_release(state, tmp_path / 'mask_rcnn.pth', 'backbone.'))
     assert report['ignored_by_reason'] == {
-        'out_norms of a level not requested (out_indices=(1, 2, 3))':
+        'out_norms of a level not built here (out_indices=(1, 2, 3))':
         ['out_norms.0.weight', 'out_norms.0.bias']
     }
 

@@ -406,7 +406,7 @@ class BaseDenseBackbone(BaseModule):
         """Why a converted checkpoint key that this model lacks may be left
         out: ``'classifier'`` (the classification model's final norm and
         heads: ``weight``/``bias`` or ``fc.weight``/``fc.bias`` under
-        ``classifier_prefixes``), a level not requested (a ``new_prefixes``
+        ``classifier_prefixes``), a level not built (a ``new_prefixes``
         part, named as the built levels' parts are, of a level this model
         does not build), a family's own reason
         (:meth:`unused_key_reason`), or ``None``: then the key is refused.
@@ -418,17 +418,18 @@ class BaseDenseBackbone(BaseModule):
         for prefix in self.new_prefixes:
             pattern = re.compile(re.escape(prefix) + r'(\d+)\.(.*)')
             match = pattern.fullmatch(key)
-            if not match or int(match[1]) >= len(self.units) or int(
-                    match[1]) in self.out_indices:
+            if not match or int(match[1]) >= len(self.units):
                 continue
-            # What a built level holds, e.g. 'weight' and 'bias' of a norm.
-            built = {
-                m[2]
-                for m in map(pattern.fullmatch, self.state_dict(
+            built = [
+                m for m in map(pattern.fullmatch, self.state_dict(
                     keep_vars=True)) if m
-            }
-            if not built or match[2] in built:
-                return (f'{prefix[:-1]} of a level not requested '
+            ]
+            # A level not built, its part named as a built level's part
+            # (e.g. the 'weight' and 'bias' of a norm), or any part when no
+            # level is built under the prefix.
+            if match[1] not in {m[1] for m in built} and (
+                    not built or match[2] in {m[2] for m in built}):
+                return (f'{prefix[:-1]} of a level not built here '
                         f'(out_indices={self.out_indices})')
         return self.unused_key_reason(key)
 
