@@ -45,7 +45,10 @@ def resolve_checkpoint_path(filename: str) -> str:
         repo, _, name = filename[len(HF_PREFIX):].partition(':')
         return hf_hub_download(repo, name or 'model.safetensors')
     if not osp.isfile(filename):
-        raise FileNotFoundError(f'checkpoint file not found: {filename!r}')
+        from .release import release_hint
+        hint = release_hint(filename)
+        raise FileNotFoundError(f'checkpoint file not found: {filename!r}' +
+                                (f'; {hint}' if hint else ''))
     return filename
 
 

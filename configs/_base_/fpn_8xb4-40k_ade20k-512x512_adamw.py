@@ -27,6 +27,9 @@ train_dataloader = dict(batch_size=4)
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
+# mmseg's schedule also sets a top-level SGD `optimizer` that nothing
+# reads; replaced so that the resolved config names only the one in use.
+optimizer = dict(_delete_=True, type='AdamW', lr=0.0002, weight_decay=0.0001)
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
@@ -35,5 +38,5 @@ param_scheduler = [
     dict(type='PolyLR', power=0.9, begin=0, end=40000, eta_min=0.0,
          by_epoch=False)
 ]
-# 8 GPUs x 4 images.
+# 8 GPUs x 4 images (keep that total batch: see docs/model_zoo.md).
 auto_scale_lr = dict(enable=False, base_batch_size=32)

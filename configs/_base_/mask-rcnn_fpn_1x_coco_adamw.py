@@ -14,5 +14,5 @@ optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=0.0002, weight_decay=0.0001))
-# 8 GPUs x 2 images.
+# 8 GPUs x 2 images (keep that total batch: see docs/model_zoo.md).
 auto_scale_lr = dict(enable=False, base_batch_size=16)

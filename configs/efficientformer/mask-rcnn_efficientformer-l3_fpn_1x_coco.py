@@ -1,4 +1,11 @@
 # EfficientFormer-L3 with the L1 recipe.
+# Released model: Mask R-CNN EfficientFormer-L3 of
+# snap-research/EfficientFormer (detection/README.md, the Google Drive
+# folder of COCO weights; its attention carries 25x25 dense biases,
+# loaded in bias_mode='dense');
+# evaluates with this config after
+#   python tools/convert_checkpoint.py efficientformer RELEASED.pth OUT.pth \
+#       --whole-model <this config>
 _base_ = './mask-rcnn_efficientformer-l1_fpn_1x_coco.py'
 
 checkpoint = 'https://huggingface.co/timm/efficientformer_l3.snap_dist_in1k/resolve/main/model.safetensors'  # noqa: E501

@@ -1,4 +1,5 @@
 # PoolFormer-M36 with the S12 recipe (no published result for it).
+# No released Mask R-CNN PoolFormer-M36 model exists.
 _base_ = './mask-rcnn_poolformer-s12_fpn_1x_coco.py'
 
 checkpoint = 'https://github.com/sail-sg/poolformer/releases/download/v1.0/poolformer_m36.pth.tar'  # noqa: E501

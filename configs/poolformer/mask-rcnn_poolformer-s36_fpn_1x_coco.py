@@ -1,4 +1,9 @@
 # PoolFormer-S36 with the S12 recipe.
+# Released model: Mask R-CNN PoolFormer-S36 of sail-sg/poolformer
+# (detection/README.md, Google Drive; norm0/2/4/6 in its backbone);
+# evaluates with this config after
+#   python tools/convert_checkpoint.py poolformer RELEASED.pth OUT.pth \
+#       --whole-model <this config>
 _base_ = './mask-rcnn_poolformer-s12_fpn_1x_coco.py'
 
 checkpoint = 'https://github.com/sail-sg/poolformer/releases/download/v1.0/poolformer_s36.pth.tar'  # noqa: E501

@@ -1,4 +1,5 @@
 # PoolFormer-M48 with the S12 recipe (no published result for it).
+# No released RetinaNet PoolFormer-M48 model exists.
 _base_ = './retinanet_poolformer-s12_fpn_1x_coco.py'
 
 checkpoint = 'https://github.com/sail-sg/poolformer/releases/download/v1.0/poolformer_m48.pth.tar'  # noqa: E501

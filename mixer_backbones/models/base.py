@@ -9,9 +9,10 @@ input checks and pretrained loading that refuses what does not fit.
 """
 import copy
 import functools
+import re
 from contextlib import contextmanager, nullcontext
-from typing import (Callable, Dict, Iterator, List, Mapping, Optional,
-                    Sequence, Tuple, Union)
+from typing import (Callable, Dict, Iterable, Iterator, List, Mapping,
+                    Optional, Sequence, Tuple, Union)
 
 import torch
 import torch.nn as nn
@@ -473,26 +474,88 @@ class BaseDenseBackbone(BaseModule):
         return converted, layout
 
     def is_new_key(self, key: str) -> bool:
-        """Keys of this model that no classification checkpoint has."""
+        """Keys of this model that no classification checkpoint has (the
+        output norms and other ``new_prefixes`` parts, BatchNorm batch
+        counters) and that keep their initialisation when missing."""
         return key.startswith(self.new_prefixes) or key.endswith(
             'num_batches_tracked')
+
+    def ignored_key_reason(self, key: str) -> Optional[str]:
+        """Why a converted checkpoint key that this model lacks may be left
+        out: ``'classifier'`` (the classification model's final norm and
+        heads: ``weight``/``bias`` or ``fc.weight``/``fc.bias`` under
+        ``classifier_prefixes``), a level not built (a ``new_prefixes``
+        part, named as the built levels' parts are, of a level this model
+        does not build), a family's own reason
+        (:meth:`unused_key_reason`), or ``None``: then the key is refused.
+        """
+        for prefix in self.classifier_prefixes:
+            if re.fullmatch(re.escape(prefix) + r'(?:fc\.)?(?:weight|bias)',
+                            key):
+                return 'classifier'
+        for prefix in self.new_prefixes:
+            pattern = re.compile(re.escape(prefix) + r'(\d+)\.(.*)')
+            match = pattern.fullmatch(key)
+            if not match or int(match[1]) >= len(self.units):
+                continue
+            built = [
+                m for m in map(pattern.fullmatch, self.state_dict(
+                    keep_vars=True)) if m
+            ]
+            # A level not built, its part named as a built level's part
+            # (e.g. the 'weight' and 'bias' of a norm), or any part when no
+            # level is built under the prefix.
+            if match[1] not in {m[1] for m in built} and (
+                    not built or match[2] in {m[2] for m in built}):
+                return (f'{prefix[:-1]} of a level not built here '
+                        f'(out_indices={self.out_indices})')
+        return self.unused_key_reason(key)
+
+    def unused_key_reason(self, key: str) -> Optional[str]:
+        """A family's reason to leave out a checkpoint key its model lacks
+        (e.g. a table a published model keeps but never uses); ``None``
+        when it has none."""
+        return None
+
+    def adapt_to_checkpoint(self, state_dict: StateDict) -> Callable:
+        """Switch to the variant of this model that the converted
+        checkpoint describes (a family hook; nothing by default) and
+        return a function that undoes the switch."""
+        return lambda: None
 
     def load_converted(self,
                        state_dict: StateDict,
                        source: str = 'state dict',
                        layout: str = 'mixer_backbones') -> dict:
-        """Load a state dict in this package's layout, all or nothing."""
+        """Load a state dict in this package's layout, all or nothing.
+
+        Every checkpoint tensor must be loaded, or be a classifier key, an
+        output norm of a level this model does not request, or a key the
+        family knows to be unused (see :meth:`ignored_key_reason`); any
+        other key is refused by name, as are missing weights and shape
+        mismatches. The report names what was ignored and why.
+        """
+        undo = self.adapt_to_checkpoint(state_dict)
+        try:
+            report = self._load_converted(state_dict, source, layout)
+        except Exception:
+            undo()
+            raise
+        return report
+
+    def _load_converted(self, state_dict: StateDict, source: str,
+                        layout: str) -> dict:
         own = self.state_dict()
         missing = [
             k for k in own if k not in state_dict and not self.is_new_key(k)
         ]
         new = [k for k in own if k not in state_dict and self.is_new_key(k)]
-        extra = [k for k in state_dict if k not in own]
-        ignored = [
-            k for k in extra
-            if k.startswith(self.classifier_prefixes + self.new_prefixes)
-        ]
-        unexpected = [k for k in extra if k not in ignored]
+        reasons = {
+            k: self.ignored_key_reason(k)
+            for k in state_dict if k not in own
+        }
+        ignored = [k for k, reason in reasons.items() if reason]
+        unexpected = [k for k, reason in reasons.items() if not reason]
         mismatched = [(k, tuple(v.shape), tuple(own[k].shape))
                       for k, v in state_dict.items()
                       if k in own and v.shape != own[k].shape]
@@ -508,8 +571,9 @@ class BaseDenseBackbone(BaseModule):
                                 f'not in the checkpoint, first: {missing[:5]}')
             if unexpected:
                 problems.append(f'{len(unexpected)} checkpoint tensors fit '
-                                f'nowhere in the model, first: '
-                                f'{unexpected[:5]}')
+                                f'nowhere in the model (neither loaded nor '
+                                f'a known classifier or unused key), '
+                                f'first: {unexpected[:5]}')
             raise CheckpointError(
                 f'{source!r} ({layout} layout) does not fit '
                 f'{type(self).__name__}({self.arch_name}); nothing was '
@@ -519,17 +583,40 @@ class BaseDenseBackbone(BaseModule):
             k: v
             for k, v in state_dict.items() if k in own
         },
-                             strict=False)
+                             strict=not new)
+        by_reason: Dict[str, List[str]] = {}
+        for key in ignored:
+            by_reason.setdefault(reasons[key], []).append(key)
         report = dict(
             layout=layout,
             loaded=len(state_dict) - len(ignored),
             new=new,
-            ignored=ignored)
+            ignored=ignored,
+            ignored_by_reason=by_reason)
+        detail = '; '.join(f'{reason}: {keys}'
+                           for reason, keys in by_reason.items()) or 'none'
         print_log(
             f'{type(self).__name__}({self.arch_name}): loaded '
             f'{report["loaded"]} tensors from {source} ({layout} layout); '
             f'newly initialised (not in the checkpoint): {new}; ignored '
-            f'(classification head, levels not requested): '
-            f'{ignored}',
+            f'checkpoint tensors, by reason: {detail}',
             logger='current')
         return report
+
+
+def collect_renamed(renamed: Iterable[Tuple[str, str, torch.Tensor]],
+                    layout: str) -> StateDict:
+    """The converted state dict of ``(source key, new key, tensor)``
+    triples; raises :class:`CheckpointError` naming both source keys when
+    two of them land on the same name (nothing is silently overwritten)."""
+    converted: StateDict = {}
+    sources: Dict[str, str] = {}
+    for source, new, value in renamed:
+        if new in converted:
+            raise CheckpointError(
+                f'{layout} layout: checkpoint keys {sources[new]!r} and '
+                f'{source!r} both convert to {new!r}; refusing to drop '
+                f'either')
+        converted[new] = value
+        sources[new] = source
+    return converted

@@ -11,14 +11,17 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..checkpoint import CheckpointError
 from ..registry import MODELS
-from .base import MeanTokens, StateDict
+from .base import MeanTokens, StateDict, collect_renamed
 from .layers import (ConvMlp, DropPath, LayerNorm, LayerScale, PoolingMixer,
                      add_residual, build_activation, build_norm,
                      fold_batchnorm)
 from .metaformer import (MetaFormerBackbone, MetaFormerBlock, MetaFormerStage,
                          drop_path_rates)
 
-BIAS_MODES = ('bicubic', 'bilinear', 'clamp')
+BIAS_MODES = ('bicubic', 'bilinear', 'clamp', 'dense')
+# The 'dense' table of the original dense models: a 25x25 offset grid in
+# the detection release, 16x16 in the segmentation release.
+DENSE_TABLE_KEY = 'dense_attention_biases'
 
 
 def _is_exporting() -> bool:
@@ -61,8 +64,13 @@ class RelativeBiasAttention(nn.Module):
             ``align_corners=True`` (offset 0 stays offset 0, the largest
             pretrained offset maps to the largest offset of the grid), or
             ``'clamp'`` (offsets beyond the table take the value of its last
-            row/column; smaller grids use the table's first entries).
-            Defaults to ``'bicubic'``.
+            row/column; smaller grids use the table's first entries), or
+            ``'dense'``: the original dense models' computation (see
+            :meth:`dense_relative_bias`) on a table ``dense_attention_biases``
+            of ``resolution ** 2`` offsets that replaces
+            ``attention_biases``. A module loading a state dict that holds
+            ``dense_attention_biases`` switches to ``'dense'`` by itself
+            (see :meth:`switch_to_dense`). Defaults to ``'bicubic'``.
     """
 
     cache_size = 8
@@ -87,9 +95,78 @@ class RelativeBiasAttention(nn.Module):
         self.qkv = nn.Linear(channels,
                              num_heads * (2 * key_dim + self.value_dim))
         self.proj = nn.Linear(num_heads * self.value_dim, channels)
-        self.attention_biases = nn.Parameter(
-            torch.zeros(num_heads, resolution * resolution))
+        table = nn.Parameter(torch.zeros(num_heads, resolution * resolution))
+        if bias_mode == 'dense':
+            self.register_parameter(DENSE_TABLE_KEY, table)
+        else:
+            self.attention_biases = table
         self._bias_cache: Dict[tuple, torch.Tensor] = {}
+
+    @property
+    def bias_table(self) -> nn.Parameter:
+        """The learned table: ``dense_attention_biases`` in ``'dense'``
+        mode, ``attention_biases`` otherwise."""
+        if self.bias_mode == 'dense':
+            return getattr(self, DENSE_TABLE_KEY)
+        return self.attention_biases
+
+    def switch_to_dense(self, resolution: int) -> None:
+        """Turn into ``'dense'`` mode with a zero table of ``resolution **
+        2`` offsets, in place: the same parameter object, renamed
+        ``dense_attention_biases`` and resized, so an optimizer built before
+        still holds it. The pretrained 7x7 table is not used by the
+        original dense models and is not kept."""
+        if not isinstance(resolution, int) or resolution < 1:
+            raise ValueError(f'dense bias resolution must be a positive int, '
+                             f'got {resolution!r}')
+        if self.bias_mode == 'dense' and self.resolution == resolution:
+            return
+        if (torch.distributed.is_available()
+                and torch.distributed.is_initialized()
+                and torch.distributed.get_world_size() > 1):
+            raise RuntimeError(
+                'a checkpoint with dense attention biases '
+                f'({resolution}x{resolution} offsets) was loaded into a '
+                f'model built with bias_mode={self.bias_mode!r} in a '
+                'distributed run, where parameters cannot change shape '
+                'after wrapping; build the backbone with '
+                f"bias_mode='dense', bias_resolution={resolution}")
+        table = self.bias_table
+        name = DENSE_TABLE_KEY if self.bias_mode == 'dense' else (
+            'attention_biases')
+        del self._parameters[name]
+        with torch.no_grad():
+            table.data = table.new_zeros(self.num_heads,
+                                         resolution * resolution)
+        self._parameters[DENSE_TABLE_KEY] = table
+        self.bias_mode = 'dense'
+        self.resolution = resolution
+        self._bias_cache.clear()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        dense = state_dict.get(prefix + DENSE_TABLE_KEY)
+        if dense is not None and (self.bias_mode != 'dense' or
+                                  dense.shape != self.bias_table.shape):
+            self.switch_to_dense(_dense_resolution(dense, prefix))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def dense_relative_bias(self, num_tokens: int) -> torch.Tensor:
+        """The bias of the original dense models for ``num_tokens``
+        tokens: the table expanded to the ``[heads, R*R, R*R]`` pair matrix
+        of an RxR grid (pair (a, b) takes offset ``(|dy|, |dx|)`` of tokens
+        a and b), then resized as an image, bicubically (corners not
+        aligned), to ``[heads, N, N]``. It depends on the token count
+        only, not on the grid's shape, exactly as in the original."""
+        size = self.resolution
+        table = getattr(self, DENSE_TABLE_KEY)
+        rows = torch.arange(size, device=table.device)
+        dy = (rows[:, None] - rows[None, :]).abs()
+        index = (dy[:, None, :, None] * size + dy[None, :, None, :]).reshape(
+            size * size, size * size)
+        pair = table[:, index].unsqueeze(0)
+        resized = F.interpolate(
+            pair.float(), size=(num_tokens, num_tokens), mode='bicubic')
+        return resized.squeeze(0).to(table.dtype)
 
     def offset_bias(self, height: int, width: int) -> torch.Tensor:
         """The bias of each offset on an HxW grid: ``[heads, H, W]``
@@ -113,6 +190,8 @@ class RelativeBiasAttention(nn.Module):
     def relative_bias(self, height: int, width: int) -> torch.Tensor:
         """The ``[heads, H*W, H*W]`` bias added to the attention logits of
         an HxW grid (tokens in row-major order)."""
+        if self.bias_mode == 'dense':
+            return self.dense_relative_bias(height * width)
         grid = self.offset_bias(height, width).flatten(1)
         device = grid.device
         rows = torch.arange(height, device=device)
@@ -127,8 +206,9 @@ class RelativeBiasAttention(nn.Module):
                               dtype: torch.dtype) -> torch.Tensor:
         if (self.training or torch.is_grad_enabled() or _is_exporting()):
             return self.relative_bias(height, width).to(dtype)
-        table = self.attention_biases
+        table = self.bias_table
         key = (height, width, table.device, dtype, table._version,
+               self.bias_mode, self.resolution,
                torch.is_inference_mode_enabled())
         bias = self._bias_cache.get(key)
         if bias is None:
@@ -156,6 +236,16 @@ class RelativeBiasAttention(nn.Module):
         return (f'num_heads={self.num_heads}, key_dim={self.key_dim}, '
                 f'value_dim={self.value_dim}, resolution={self.resolution}, '
                 f'bias_mode={self.bias_mode!r}')
+
+
+def _dense_resolution(table: torch.Tensor, name: str) -> int:
+    """R of a dense ``[heads, R * R]`` bias table, refusing other shapes."""
+    side = int(round(table.shape[-1]**0.5)) if table.dim() == 2 else 0
+    if side < 1 or side * side != table.shape[-1]:
+        raise CheckpointError(
+            f'{name}{DENSE_TABLE_KEY}: shape {tuple(table.shape)} is not a '
+            f'[heads, R * R] table of a square offset grid')
+    return side
 
 
 class TokenMlp(nn.Module):
@@ -295,8 +385,18 @@ class EfficientFormer(MetaFormerBackbone):
             Defaults to 4.
         bias_mode (str): How the 7x7 attention bias table is carried to
             other grid sizes: ``'bicubic'``, ``'bilinear'`` or ``'clamp'``
-            (see :class:`RelativeBiasAttention`). Defaults to
-            ``'bicubic'``.
+            (see :class:`RelativeBiasAttention`), or ``'dense'``: the
+            original dense models' own table of ``bias_resolution ** 2``
+            offsets and their pair-matrix resize. Loading a checkpoint
+            that carries dense tables (the released Mask R-CNN and
+            Semantic FPN models) switches to ``'dense'`` by itself; set it
+            here to train from such a checkpoint under DDP, or to train
+            the original dense recipe's zero-initialised table. Defaults
+            to ``'bicubic'``.
+        bias_resolution (int, optional): Side of the offset grid of the
+            bias table: 7 (the ImageNet table) by default; with
+            ``bias_mode='dense'`` 25 as in the detection release or 16 as
+            in the segmentation release (required). Defaults to None.
         init_cfg (dict, optional): ``dict(type='Pretrained',
             checkpoint=...)`` to load ImageNet weights. Defaults to None.
 
@@ -347,6 +447,7 @@ class EfficientFormer(MetaFormerBackbone):
                  pool_size: int = 3,
                  mlp_ratio: float = 4.,
                  bias_mode: str = 'bicubic',
+                 bias_resolution: Optional[int] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(
             in_channels=in_channels,
@@ -367,10 +468,16 @@ class EfficientFormer(MetaFormerBackbone):
         if bias_mode not in BIAS_MODES:
             raise ValueError(f'EfficientFormer: unknown bias_mode '
                              f'{bias_mode!r}; valid: {BIAS_MODES}')
+        if bias_mode == 'dense' and bias_resolution is None:
+            raise ValueError(
+                "EfficientFormer: bias_mode='dense' needs bias_resolution "
+                '(25 for the detection release, 16 for the segmentation '
+                'release)')
         if layer_scale_init_value is None:
             layer_scale_init_value = settings.get('layer_scale_init_value',
                                                   1e-5)
         attention = dict(
+            resolution=bias_resolution or 7,
             num_heads=settings.get('num_heads', 8),
             key_dim=settings.get('key_dim', 32),
             attn_ratio=settings.get('attn_ratio', 4),
@@ -452,6 +559,58 @@ class EfficientFormer(MetaFormerBackbone):
         return super().switch_to_deploy()
 
     # ---------------------------------------------------------- weights --
+    def _attentions(self) -> Dict[str, RelativeBiasAttention]:
+        return {
+            name + '.': module
+            for name, module in self.named_modules()
+            if isinstance(module, RelativeBiasAttention)
+        }
+
+    def adapt_to_checkpoint(self, state_dict: StateDict):
+        """Switch every attention whose ``dense_attention_biases`` the
+        checkpoint carries to ``'dense'`` mode with that table's size (see
+        :meth:`RelativeBiasAttention.switch_to_dense`); returns the undo."""
+        switched = []
+        for prefix, attention in self._attentions().items():
+            table = state_dict.get(prefix + DENSE_TABLE_KEY)
+            if table is None:
+                continue
+            resolution = _dense_resolution(table, prefix)
+            if (attention.bias_mode, attention.resolution) != ('dense',
+                                                               resolution):
+                switched.append((attention, attention.bias_mode,
+                                 attention.resolution))
+                attention.switch_to_dense(resolution)
+
+        def undo() -> None:
+            for attention, mode, resolution in switched:
+                table = attention.bias_table
+                del attention._parameters[DENSE_TABLE_KEY]
+                with torch.no_grad():
+                    table.data = table.new_zeros(attention.num_heads,
+                                                 resolution * resolution)
+                name = DENSE_TABLE_KEY if mode == 'dense' else (
+                    'attention_biases')
+                attention._parameters[name] = table
+                attention.bias_mode, attention.resolution = mode, resolution
+                attention._bias_cache.clear()
+
+        return undo
+
+    def is_new_key(self, key: str) -> bool:
+        # A dense table missing from an ImageNet checkpoint starts from
+        # zero, as in the original dense recipe.
+        return super().is_new_key(key) or key.endswith('.' + DENSE_TABLE_KEY)
+
+    def unused_key_reason(self, key: str) -> Optional[str]:
+        prefix, _, name = key.rpartition('.')
+        attention = self._attentions().get(prefix + '.')
+        if (name == 'attention_biases' and attention is not None
+                and attention.bias_mode == 'dense'):
+            return ('the ImageNet 7x7 bias table, which the original dense '
+                    'models keep but never use')
+        return None
+
     @classmethod
     def convert_checkpoint(cls,
                            state_dict: StateDict) -> Tuple[StateDict, str]:
@@ -470,7 +629,11 @@ class EfficientFormer(MetaFormerBackbone):
           4}``, blocks ``network.{0,2,4,6}.{j}``, downsamples
           ``network.{1,3,5}.{proj,norm}``, ``layer_scale_{1,2}``, ``norm``,
           ``head``, ``dist_head``; per-level ``norm{0,2,4,6}`` of the
-          original dense models become output norms.
+          original dense models (any of them) become output norms, and
+          their trained ``attention_biases_seg`` tables become
+          ``dense_attention_biases`` (the model then runs in ``'dense'``
+          bias mode); the ImageNet ``attention_biases`` they keep unused
+          stays, and is ignored on loading.
         - ``mmpretrain`` (``backbone.`` prefix removed): ``patch_embed.{0,
           1}.{conv,bn}``, stage ``network.{s}`` holding its downsample
           ``network.{s}.0.{conv,bn}`` before its blocks, ``ls{1,2}.weight``,
@@ -479,9 +642,12 @@ class EfficientFormer(MetaFormerBackbone):
 
         Block indices are renumbered densely (the flatten entry and
         mmpretrain's downsample take none), layer scales become [C] and the
-        ``attention_bias_idxs`` buffers are dropped (the indices are
-        derived from the input size). The final norm and the heads map to
-        ``norm.``, ``head.`` and ``head_dist.``, ignored on loading.
+        ``attention_bias_idxs`` and ``attention_bias_idxs_seg`` buffers
+        are dropped after a check of their shape (the indices are derived
+        from the table sizes). The final norm and the heads map to
+        ``norm.``, ``head.`` and ``head_dist.``, ignored on loading. Keys
+        of no known name pass unchanged (and are refused on loading); two
+        keys converting to one name raise :class:`CheckpointError`.
         """
         keys = list(state_dict)
         if 'stem.conv1.weight' in state_dict:
@@ -544,8 +710,8 @@ def _rename_snap(key: str, keys: AbstractSet[str]) -> Optional[str]:
             rest = re.sub(r'^proj\.', 'conv.', rest)
             return f'stages.{position // 2 + 1}.downsample.{rest}'
         return f'stages.{position // 2}.blocks.{rest}'
-    match = re.match(r'norm(\d+)\.(.*)', key)
-    if match and 'norm0.weight' in keys:  # the original dense models
+    match = re.fullmatch(r'norm([0246])\.(.*)', key)
+    if match:  # the original dense models (norm is the classifier's)
         return f'out_norms.{int(match[1]) // 2}.{match[2]}'
     if key.startswith('dist_head.'):
         return 'head_dist.' + key[len('dist_head.'):]
@@ -576,15 +742,17 @@ def _convert(state_dict: StateDict, rename) -> StateDict:
     """Rename every key, then renumber each stage's blocks densely and
     convert the layer scales."""
     keys = set(state_dict)
-    renamed: List[Tuple[str, torch.Tensor]] = []
+    renamed: List[Tuple[str, str, torch.Tensor]] = []
     for key, value in state_dict.items():
-        if key.endswith('attention_bias_idxs'):
+        if key.endswith(('attention_bias_idxs', 'attention_bias_idxs_seg')):
+            _check_bias_indices(key, value, state_dict)
             continue
         new = rename(key, keys)
-        if new is not None:
-            renamed.append((new, value))
+        if new.endswith('.attention_biases_seg'):
+            new = new[:-len('attention_biases_seg')] + DENSE_TABLE_KEY
+        renamed.append((key, new, value))
     indices: Dict[str, set] = {}
-    for key, _ in renamed:
+    for _, key, _ in renamed:
         match = _BLOCK.match(key)
         if match:
             indices.setdefault(match[1], set()).add(int(match[2]))
@@ -595,8 +763,8 @@ def _convert(state_dict: StateDict, rename) -> StateDict:
         }
         for stage, found in indices.items()
     }
-    converted: StateDict = {}
-    for key, value in renamed:
+    renumbered = []
+    for source, key, value in renamed:
         match = _BLOCK.match(key)
         if match:
             stage, rest = match[1], match[3]
@@ -605,5 +773,19 @@ def _convert(state_dict: StateDict, rename) -> StateDict:
                 rest, value = f'layer_scale{scale[1]}.weight', value.reshape(
                     -1)
             key = f'stages.{stage}.blocks.{ranks[stage][int(match[2])]}.{rest}'
-        converted[key] = value
-    return converted
+        renumbered.append((source, key, value))
+    return collect_renamed(renumbered, 'EfficientFormer')
+
+
+def _check_bias_indices(key: str, value: torch.Tensor,
+                        state_dict: StateDict) -> None:
+    """The derived index buffers are dropped; refuse one whose shape does
+    not fit its table (``[R*R, R*R]`` for a ``[heads, R*R]`` table)."""
+    table = state_dict.get(key.replace('_bias_idxs', '_biases'))
+    if table is None:
+        raise CheckpointError(f'{key} has no bias table beside it')
+    side = table.shape[-1]
+    if tuple(value.shape) != (side, side):
+        raise CheckpointError(
+            f'{key}: shape {tuple(value.shape)} does not fit its table of '
+            f'shape {tuple(table.shape)}')

@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from ..checkpoint import CheckpointError
 from ..registry import MODELS
-from .base import StateDict
+from .base import StateDict, collect_renamed
 from .layers import ConvMlp, PoolingMixer, build_norm
 from .metaformer import (MetaFormerBackbone, MetaFormerBlock, MetaFormerStage,
                          drop_path_rates)
@@ -166,7 +166,12 @@ class PoolFormer(MetaFormerBackbone):
           downsamples, ``layer_scale_{1,2}``; the classifier's final norm
           is ``norm`` (``norm6`` in mmpretrain), while the original
           detection/segmentation checkpoints carry per-level output norms
-          ``norm{0,2,4,6}``, loaded as ``out_norms.{0,1,2,3}``.
+          ``norm{0,2,4,6}`` (all four; ``norm2/4/6`` in the RetinaNet
+          files, trained with ``FORK_LAST3=1``; any subset holding one of
+          ``norm0/2/4``), loaded as ``out_norms.{0,1,2,3}``.
+
+        Two keys converting to one name raise :class:`CheckpointError`;
+        keys of no known name pass unchanged and are refused on loading.
         """
         if 'stem.weight' in state_dict:
             return dict(state_dict), 'mixer_backbones'
@@ -186,7 +191,7 @@ def _layer_scale(value: torch.Tensor) -> torch.Tensor:
 
 
 def _convert_timm(state_dict: StateDict) -> StateDict:
-    converted = {}
+    renamed = []
     for key, value in state_dict.items():
         new = key.replace('stem.conv.', 'stem.')
         new = new.replace('.downsample.conv.', '.downsample.')
@@ -195,25 +200,42 @@ def _convert_timm(state_dict: StateDict) -> StateDict:
             value = _layer_scale(value)
         if new.startswith('head.norm.'):
             new = new[len('head.'):]
-        converted[new] = value
-    return converted
+        renamed.append((key, new, value))
+    return collect_renamed(renamed, 'timm')
+
+
+# The per-level output norms of the original dense models: ``norm{i}``
+# after network position i, one of the stage positions 0, 2, 4, 6.
+_DENSE_NORM = re.compile(r'norm([0246])\.(.*)')
 
 
 def _convert_sail(state_dict: StateDict) -> StateDict:
-    dense_norms = 'norm0.weight' in state_dict
-    converted: Dict[str, torch.Tensor] = {}
+    """sail-sg / mmpretrain names to this package's.
+
+    A checkpoint with any of ``norm0``, ``norm2``, ``norm4`` is a dense
+    model of the original code (all four levels for Mask R-CNN and
+    Semantic FPN, ``norm2/4/6`` for RetinaNet trained with
+    ``FORK_LAST3=1``, or any other subset): all its ``norm{0,2,4,6}``
+    become ``out_norms.{0,1,2,3}``. Otherwise ``norm`` (sail-sg) or
+    ``norm6`` (mmpretrain) is the classifier's final norm: a file holding
+    only ``norm6`` cannot be told from mmpretrain's and is read as
+    mmpretrain's. Keys of no known name are passed on unchanged (and then
+    refused on loading); two keys landing on one name raise.
+    """
+    dense_norms = any(f'norm{i}.weight' in state_dict for i in (0, 2, 4))
+    renamed = []
     for key, value in state_dict.items():
         new = key
         match = re.match(r'network\.(\d+)\.(.*)', key)
-        norm = re.match(r'norm(\d+)\.(.*)', key)
+        norm = _DENSE_NORM.fullmatch(key)
         if key.startswith('patch_embed.proj.'):
             new = 'stem.' + key[len('patch_embed.proj.'):]
         elif match:
             position, rest = int(match.group(1)), match.group(2)
-            if position % 2:  # downsample between stages
+            if position % 2 and rest.startswith('proj.'):  # downsample
                 new = f'stages.{position // 2 + 1}.downsample.' + rest[
                     len('proj.'):]
-            else:
+            elif not position % 2:
                 new = f'stages.{position // 2}.blocks.' + rest
                 if re.search(r'\.layer_scale_[12]$', new):
                     new = new.replace('layer_scale_',
@@ -221,7 +243,7 @@ def _convert_sail(state_dict: StateDict) -> StateDict:
                     value = _layer_scale(value)
         elif norm and dense_norms:
             new = f'out_norms.{int(norm.group(1)) // 2}.{norm.group(2)}'
-        elif norm:  # mmpretrain's name of the classifier's final norm
-            new = 'norm.' + norm.group(2)
-        converted[new] = value
-    return converted
+        elif key.startswith('norm6.'):  # mmpretrain's final norm
+            new = 'norm.' + key[len('norm6.'):]
+        renamed.append((key, new, value))
+    return collect_renamed(renamed, 'sail-sg/mmpretrain')
