@@ -9,12 +9,15 @@ runs at load time, so a converted file and an original load the same.
 The output is a plain state dict (``.pth``) or a ``.safetensors`` file,
 chosen by the output's extension. With ``--arch`` the result is checked
 against that arch (and refused if it does not fit) before it is written.
+An existing output is replaced only with ``--force``, and never when it is
+the input itself; the file is written under a temporary name and renamed,
+with the permissions a new file usually gets (0666 less the umask).
 """
 import argparse
 import os.path as osp
 
-import torch
-
+from mixer_backbones.checkpoint import (local_checkpoint_path,
+                                        save_checkpoint_file)
 from mixer_backbones.models import FAMILIES
 
 
@@ -26,23 +29,50 @@ def parse_args(argv=None):
     parser.add_argument('--arch', help='check the result against this arch')
     parser.add_argument(
         '--prefix', help="keep only keys under this prefix ('backbone.')")
+    parser.add_argument(
+        '--force',
+        action='store_true',
+        help='replace an existing output (never the input)')
     return parser.parse_args(argv)
+
+
+def check_output(src: str, dst: str, force: bool) -> str:
+    """The path to write, ``~`` expanded; exits naming the problem when
+    ``dst`` is the input, a directory, in a missing directory, or exists
+    and ``force`` is not set."""
+    path = osp.expanduser(dst)
+    source = local_checkpoint_path(src)
+    if source is not None and (osp.realpath(source) == osp.realpath(path)
+                               or osp.exists(source) and osp.exists(path)
+                               and osp.samefile(source, path)):
+        raise SystemExit(f'refusing to write {dst!r}: it is the input '
+                         f'{src!r} itself; choose another output path')
+    if osp.isdir(path):
+        raise SystemExit(f'refusing to write {dst!r}: it is a directory; '
+                         f'give a file name ending in .pth or .safetensors')
+    parent = osp.dirname(osp.abspath(path))
+    if not osp.isdir(parent):
+        raise SystemExit(f'cannot write {dst!r}: directory {parent!r} does '
+                         f'not exist')
+    if osp.exists(path) and not force:
+        raise SystemExit(f'refusing to overwrite {dst!r}: it exists; pass '
+                         f'--force to replace it')
+    return path
 
 
 def main(argv=None):
     args = parse_args(argv)
+    dst = check_output(args.src, args.dst, args.force)
     family = FAMILIES[args.family]
     state, layout = family.convert_checkpoint_file(args.src, args.prefix)
     if args.arch:
         family(args.arch).load_converted(state, args.src, layout)
-    if args.dst.endswith('.safetensors'):
-        from safetensors.torch import save_file
-        save_file({k: v.contiguous() for k, v in state.items()}, args.dst)
-    else:
-        torch.save(state, args.dst)
+    # Checked again after the conversion (which may have downloaded src).
+    dst = check_output(args.src, args.dst, args.force)
+    save_checkpoint_file(state, dst)
     print(f'{args.src} ({layout} layout) -> {args.dst}: {len(state)} '
           f'tensors in the mixer_backbones layout '
-          f'({osp.getsize(args.dst) / 2**20:.1f} MiB)')
+          f'({osp.getsize(dst) / 2**20:.1f} MiB)')
 
 
 if __name__ == '__main__':

@@ -20,9 +20,10 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..checkpoint import (CheckpointError, extract_state_dict,
+from ..checkpoint import (CheckpointError, check_finite, extract_state_dict,
                           load_checkpoint_file, strip_prefix)
 from .layers import GroupNorm1
+from .validation import check_arch_dict, split_init_cfg
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -80,6 +81,8 @@ class BaseDenseBackbone(BaseModule):
     Attributes:
         arch_zoo (dict): Named variants, ``{name: settings}``.
         arch_keys (tuple): Keys a custom ``arch`` dict must provide.
+        arch_optional_keys (tuple): Other keys a custom ``arch`` dict may
+            provide; any other key is refused.
         unit_name (str): Attribute holding the selectable units.
         unit_word (str): What a unit is called in messages.
         classifier_prefixes (tuple): Checkpoint keys (after conversion) that
@@ -92,6 +95,7 @@ class BaseDenseBackbone(BaseModule):
     """
     arch_zoo: Dict[str, dict] = {}
     arch_keys: Tuple[str, ...] = ()
+    arch_optional_keys: Tuple[str, ...] = ()
     unit_name = 'stages'
     unit_word = 'stage'
     classifier_prefixes: Tuple[str, ...] = ('head.', 'norm.')
@@ -100,6 +104,7 @@ class BaseDenseBackbone(BaseModule):
     arch_name = 'custom'
 
     def __init__(self, init_cfg: Optional[dict] = None) -> None:
+        split_init_cfg(type(self).__name__, init_cfg)  # refuse bad forms now
         super().__init__(init_cfg=init_cfg)
 
     def init_arch(self, arch: Union[str, dict]) -> dict:
@@ -121,10 +126,8 @@ class BaseDenseBackbone(BaseModule):
                     f'{", ".join(cls.arch_keys)})')
             return copy.deepcopy(cls.arch_zoo[key])
         if isinstance(arch, Mapping):
-            missing = [k for k in cls.arch_keys if k not in arch]
-            if missing:
-                raise ValueError(f'{cls.__name__}: custom arch {dict(arch)} '
-                                 f'lacks the keys {missing}')
+            check_arch_dict(cls.__name__, arch, cls.arch_keys,
+                            cls.arch_optional_keys)
             return copy.deepcopy(dict(arch))
         raise TypeError(f'{cls.__name__}: arch must be a str or a dict, '
                         f'got {type(arch).__name__} {arch!r}')
@@ -198,6 +201,13 @@ class BaseDenseBackbone(BaseModule):
     # -------------------------------------------------------- forward ----
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a clear error for inputs the network cannot take."""
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            shown = x.dtype if isinstance(x, torch.Tensor) else type(x)
+            raise TypeError(
+                f'{type(self).__name__} expects a floating-point tensor '
+                f'(a normalised image batch, as the data preprocessor '
+                f'gives), got {shown}; convert it with .float() and '
+                f'normalise it first')
         if x.dim() != 4:
             raise ValueError(f'{type(self).__name__} expects a 4-D NCHW '
                              f'input, got shape {tuple(x.shape)}')
@@ -329,17 +339,26 @@ class BaseDenseBackbone(BaseModule):
     def init_weights(self) -> None:
         """Initialise from scratch, or from ``init_cfg=dict(type=
         'Pretrained', checkpoint=..., prefix=None)`` in any published
-        layout (see :meth:`load_pretrained`)."""
-        cfg = self.init_cfg
-        if isinstance(cfg, Mapping) and cfg.get('type') == 'Pretrained':
-            self.default_init()
-            self.load_pretrained(cfg['checkpoint'], prefix=cfg.get('prefix'))
-            self._is_init = True
-        elif cfg is None:
-            self.default_init()
-            self._is_init = True
-        else:
+        layout (see :meth:`load_pretrained`).
+
+        ``init_cfg`` may also be a list (as mmpretrain-style configs write
+        it); the ``Pretrained`` entry is always loaded by
+        :meth:`load_pretrained`, all or nothing, after the other entries
+        (as mmengine orders them), never by mmengine's loader, which would
+        load with ``strict=False``.
+        """
+        pretrained, others = split_init_cfg(type(self).__name__, self.init_cfg)
+        if pretrained is None and others:
             super().init_weights()
+            return
+        self.default_init()
+        if others:
+            from mmengine.model import initialize
+            initialize(self, others)
+        if pretrained is not None:
+            self.load_pretrained(
+                pretrained['checkpoint'], prefix=pretrained.get('prefix'))
+        self._is_init = True
 
     def load_pretrained(self,
                         checkpoint: str,
@@ -386,6 +405,7 @@ class BaseDenseBackbone(BaseModule):
                     f'no key of {checkpoint!r} starts with prefix '
                     f'{prefix!r}; first keys: {list(state)[:5]}')
             state = stripped
+        check_finite(state, checkpoint)
         try:
             converted, layout = cls.convert_checkpoint(state)
         except CheckpointError as err:

@@ -14,6 +14,7 @@ from ..registry import MODELS
 from .base import BaseDenseBackbone, StateDict
 from .layers import (DepthwiseConv2d, DropPath, GroupNorm1, add_residual,
                      build_activation, fused_conv_act)
+from .validation import check_arguments
 
 
 class ActivationNorm(nn.Module):
@@ -333,6 +334,15 @@ class ConvMixer(BaseDenseBackbone):
                  out_channels: Optional[Union[int, Sequence[int]]] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        check_arguments(
+            'ConvMixer',
+            in_channels=in_channels,
+            frozen_stages=frozen_stages,
+            norm_eval=norm_eval,
+            with_cp=with_cp,
+            drop_path_rate=drop_path_rate)
+        if out_indices is not None:
+            check_arguments('ConvMixer', out_indices=out_indices)
         settings = self.init_arch(arch)
         dim, depth = settings['dim'], settings['depth']
         patch_size, act = settings['patch_size'], settings['act']

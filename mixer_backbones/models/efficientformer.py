@@ -12,6 +12,7 @@ from ..registry import MODELS
 from .base import BaseDenseBackbone, StateDict
 from .layers import (ConvMlp, DropPath, LayerNorm, LayerScale, PoolingMixer,
                      add_residual, build_activation, fold_batchnorm)
+from .validation import check_arguments
 
 BIAS_MODES = ('bicubic', 'bilinear', 'clamp')
 
@@ -363,6 +364,8 @@ class EfficientFormer(BaseDenseBackbone):
                    vit_num=8, layer_scale_init_value=1e-6),
     }  # yapf: disable
     arch_keys = ('depths', 'widths', 'vit_num')
+    arch_optional_keys = ('layer_scale_init_value', 'num_heads', 'key_dim',
+                          'attn_ratio')
     classifier_prefixes = ('head.', 'head_dist.', 'norm.')
 
     def __init__(self,
@@ -379,6 +382,17 @@ class EfficientFormer(BaseDenseBackbone):
                  bias_mode: str = 'bicubic',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        check_arguments(
+            'EfficientFormer',
+            in_channels=in_channels,
+            out_indices=out_indices,
+            frozen_stages=frozen_stages,
+            norm_eval=norm_eval,
+            with_cp=with_cp,
+            drop_path_rate=drop_path_rate,
+            layer_scale_init_value=layer_scale_init_value,
+            pool_size=pool_size,
+            mlp_ratio=mlp_ratio)
         settings = self.init_arch(arch)
         depths, widths = settings['depths'], settings['widths']
         vit_num = settings['vit_num']

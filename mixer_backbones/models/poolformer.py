@@ -10,6 +10,7 @@ from ..registry import MODELS
 from .base import BaseDenseBackbone, StateDict
 from .layers import (ConvMlp, DropPath, GroupNorm1, LayerScale, PoolingMixer,
                      add_residual)
+from .validation import check_arguments
 
 
 def _inverse_std(x: torch.Tensor, eps: float) -> torch.Tensor:
@@ -204,6 +205,7 @@ class PoolFormer(BaseDenseBackbone):
                     layer_scale_init_value=1e-6),
     }  # yapf: disable
     arch_keys = ('depths', 'widths')
+    arch_optional_keys = ('layer_scale_init_value', )
     # The 7x7 stride-4 stem with padding 2 needs at least 3 pixels.
     min_input_size = 3
 
@@ -221,6 +223,18 @@ class PoolFormer(BaseDenseBackbone):
                  fused_token_mixer: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        check_arguments(
+            'PoolFormer',
+            in_channels=in_channels,
+            out_indices=out_indices,
+            frozen_stages=frozen_stages,
+            norm_eval=norm_eval,
+            with_cp=with_cp,
+            drop_path_rate=drop_path_rate,
+            layer_scale_init_value=layer_scale_init_value,
+            mlp_ratio=mlp_ratio,
+            pool_size=pool_size,
+            fused_token_mixer=fused_token_mixer)
         settings = self.init_arch(arch)
         depths, widths = settings['depths'], settings['widths']
         if len(depths) != len(widths):
