@@ -326,7 +326,7 @@ def test_converter_never_writes_onto_its_input(tmp_path, timm_file,
 
 
 @pytest.mark.parametrize('name', ['out.safetensors', 'out.pth'])
-@pytest.mark.parametrize('umask', [0o022, 0o027])
+@pytest.mark.parametrize('umask', [0o022, 0o027], ids=['022', '027'])
 def test_converter_writes_usual_permissions_atomically(
         tmp_path, timm_file, name, umask):
     target = tmp_path / 'out' / name
@@ -479,3 +479,12 @@ def test_unreachable_hub_uses_the_cached_file(unreachable_hub):
             type='Pretrained', checkpoint='hf-hub:someone/tiny-poolformer'))
     model.init_weights()
     assert torch.equal(model.state_dict()['stem.weight'], state['stem.weight'])
+
+
+def test_large_finite_values_are_not_taken_for_inf():
+    from mixer_backbones.checkpoint import check_finite
+    large = torch.full((10, ), 3e38)  # its sum overflows float32
+    check_finite({'a': large, 'half': torch.full((8, ), 6e4).half()})
+    large[7] = float('-inf')
+    with pytest.raises(CheckpointError, match=r'a \(0 NaN, 1 Inf of 10\)'):
+        check_finite({'a': large})
