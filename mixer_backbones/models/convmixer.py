@@ -335,14 +335,14 @@ class ConvMixer(BaseDenseBackbone):
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         check_arguments(
-            'ConvMixer',
+            type(self).__name__,
             in_channels=in_channels,
             frozen_stages=frozen_stages,
             norm_eval=norm_eval,
             with_cp=with_cp,
             drop_path_rate=drop_path_rate)
         if out_indices is not None:
-            check_arguments('ConvMixer', out_indices=out_indices)
+            check_arguments(type(self).__name__, out_indices=out_indices)
         settings = self.init_arch(arch)
         dim, depth = settings['dim'], settings['depth']
         patch_size, act = settings['patch_size'], settings['act']

@@ -383,7 +383,7 @@ class EfficientFormer(BaseDenseBackbone):
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         check_arguments(
-            'EfficientFormer',
+            type(self).__name__,
             in_channels=in_channels,
             out_indices=out_indices,
             frozen_stages=frozen_stages,

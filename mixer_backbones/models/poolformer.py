@@ -224,7 +224,7 @@ class PoolFormer(BaseDenseBackbone):
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         check_arguments(
-            'PoolFormer',
+            type(self).__name__,
             in_channels=in_channels,
             out_indices=out_indices,
             frozen_stages=frozen_stages,
