@@ -317,10 +317,15 @@ def save_checkpoint_file(state_dict: Mapping[str, torch.Tensor],
 def load_checkpoint_file(filename: str, map_location: str = 'cpu') -> Any:
     """Read a ``.pth``/``.pth.tar``/``.bin`` or ``.safetensors`` file safely.
 
+    ``filename`` may also be an http(s) URL or an ``hf-hub:`` name (see
+    :func:`resolve_checkpoint_path`).
+
     Raises:
         FileNotFoundError: ``filename`` does not exist.
+        IsADirectoryError: ``filename`` is a directory.
         CheckpointError: the file is truncated, corrupt, not a checkpoint,
-            or holds objects outside the allowed types (code is never run).
+            or holds objects outside the allowed types (code is never run);
+            or its download failed (the URL or repository is named).
     """
     path = resolve_checkpoint_path(filename)
     if path.endswith('.safetensors'):
