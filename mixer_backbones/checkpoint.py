@@ -9,6 +9,12 @@ scalars, ``argparse.Namespace`` training arguments).  Importing this package
 registers the list with torch, so mmengine's runner (``--resume``) and the
 hosts' ``tools/test.py`` read training checkpoints again under
 torch >= 2.6 without falling back to ``weights_only=False``.
+
+Pretrained files may be paths (``~`` expanded), http(s) URLs (downloaded
+once into torch's hub cache) or ``hf-hub:`` names; a failed download names
+the URL or repository at once, and ``HF_HUB_OFFLINE=1`` keeps both to
+their caches. Tensors holding NaN or Inf are refused (:func:`check_finite`),
+and :func:`save_checkpoint_file` writes a file whole or not at all.
 """
 import argparse
 import hashlib
