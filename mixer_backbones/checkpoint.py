@@ -3,12 +3,10 @@
 Every checkpoint, pretrained or resumed, is read with
 ``torch.load(weights_only=True)``: a pickle can only rebuild tensors,
 containers and an explicit list of plain-data types, never run code.  The
-list holds exactly what mmengine's own checkpoints and the published
-pretrained files carry (mmengine's ``HistoryBuffer``, numpy arrays and
-scalars, ``argparse.Namespace`` training arguments).  Importing this package
-registers the list with torch, so mmengine's runner (``--resume``) and the
-hosts' ``tools/test.py`` read training checkpoints again under
-torch >= 2.6 without falling back to ``weights_only=False``.
+list (:func:`mixer_backbones.compat.safe_globals`) holds exactly what
+mmengine's own checkpoints and the published pretrained files carry;
+importing the package registers it with torch (see
+:mod:`mixer_backbones.compat`).
 
 Pretrained files may be paths (``~`` expanded), http(s) URLs (downloaded
 once into torch's hub cache) or ``hf-hub:`` names; a failed download names
@@ -16,7 +14,6 @@ the URL or repository at once, and ``HF_HUB_OFFLINE=1`` keeps both to
 their caches. Tensors holding NaN or Inf are refused (:func:`check_finite`),
 and :func:`save_checkpoint_file` writes a file whole or not at all.
 """
-import argparse
 import hashlib
 import http.client
 import os
@@ -28,9 +25,8 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
-import numpy as np
 import torch
 
 URL_PREFIXES = ('http://', 'https://')
@@ -39,63 +35,6 @@ HF_PREFIX = 'hf-hub:'
 
 class CheckpointError(ValueError):
     """A checkpoint file cannot be read, or does not fit the model."""
-
-
-def _numpy_globals() -> List[Any]:
-    """The numpy callables and classes needed to unpickle arrays and
-    scalars, for numpy 1.x and 2.x."""
-    try:
-        from numpy._core import multiarray
-    except ImportError:  # numpy < 2
-        from numpy.core import multiarray
-    found = [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype]
-    dtype_classes = getattr(np, 'dtypes', None)
-    if dtype_classes is not None:
-        found += [
-            getattr(dtype_classes, name) for name in dir(dtype_classes)
-            if name.endswith('DType')
-        ]
-    return found
-
-
-def safe_globals() -> List[Any]:
-    """The non-tensor types a checkpoint may contain."""
-    types = _numpy_globals() + [argparse.Namespace]
-    try:
-        from mmengine.logging.history_buffer import HistoryBuffer
-        types.append(HistoryBuffer)
-    except ImportError:  # pragma: no cover - mmengine is a dependency
-        pass
-    return types
-
-
-def _history_buffer_state(self) -> dict:
-    """``HistoryBuffer`` state without its statistics methods.
-
-    mmengine pickles the class-wide table of statistics functions into every
-    buffer, as ``getattr(HistoryBuffer, 'min')`` calls, which no safe
-    unpickler may allow (a ``getattr`` chain reaches any module). The table
-    is rebuilt on unpickling anyway (``__setstate__`` registers the default
-    methods, and custom ones are registered again when their module is
-    imported), so the checkpoint need not carry it.
-    """
-    state = dict(self.__dict__)
-    state.pop('statistics_methods', None)
-    return state
-
-
-def register_safe_globals() -> None:
-    """Allow mmengine's checkpoint types in ``torch.load(weights_only=True)``
-    process-wide (what the runner and the hosts' tools call), and make the
-    checkpoints written in this process loadable that way."""
-    add = getattr(torch.serialization, 'add_safe_globals', None)
-    if add is not None:
-        add(safe_globals())
-    try:
-        from mmengine.logging.history_buffer import HistoryBuffer
-    except ImportError:  # pragma: no cover - mmengine is a dependency
-        return
-    HistoryBuffer.__getstate__ = _history_buffer_state
 
 
 # Seconds without an answer after which a download gives up.

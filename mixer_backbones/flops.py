@@ -175,58 +175,14 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-class _MeanTokens(nn.Module):
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flatten(2).mean(-1) if x.dim() == 4 else x.mean(1)
-
-
-class _TokenLayerNorm(nn.LayerNorm):
-    """LayerNorm over channels of an NCHW map (EfficientFormer's last
-    norm works on its tokens)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.flatten(2).transpose(1, 2))
-
-
-class _TwoHeads(nn.Module):
-    """EfficientFormer's classifier and distillation heads."""
-
-    def __init__(self, channels: int, num_classes: int) -> None:
-        super().__init__()
-        self.head = nn.Linear(channels, num_classes)
-        self.dist_head = nn.Linear(channels, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.head(x) + self.dist_head(x)) / 2
-
-
-def classifier_head(backbone: nn.Module, num_classes: int = 1000):
-    """The ImageNet head that the published figures include after the
-    last unit: final norm, global average, linear layer(s)."""
-    channels = backbone.unit_channels[-1]
-    name = type(backbone).__name__
-    if name == 'PoolFormer':
-        return nn.Sequential(
-            nn.GroupNorm(1, channels), _MeanTokens(),
-            nn.Linear(channels, num_classes))
-    if name == 'EfficientFormer':
-        return nn.Sequential(
-            _TokenLayerNorm(channels), _MeanTokens(),
-            _TwoHeads(channels, num_classes))
-    if name == 'ConvMixer':
-        return nn.Sequential(_MeanTokens(), nn.Linear(channels, num_classes))
-    raise ValueError(f'no ImageNet head known for {name}')
-
-
 def classification_figures(family: type, arch: str,
                            size: Sequence[int] = (224, 224)) -> dict:
     """Params and MACs of ``family``'s ImageNet classifier for ``arch``
     (every unit, no dense-prediction parts, the classification head), the
     model the published figures describe; built on the meta device."""
     with torch.device('meta'):
-        backbone = family(arch=arch, **_all_units(family, arch))
-        head = classifier_head(backbone)
+        backbone = family(arch=arch, **family.classifier_kwargs())
+        head = family.classifier_head(backbone.unit_channels[-1])
     dense = [p for n, p in backbone.named_parameters()
              if backbone.is_new_key(n)]
 
@@ -237,14 +193,6 @@ def classification_figures(family: type, arch: str,
     params = (count_params(backbone) - sum(p.numel() for p in dense) +
               count_params(head))
     return dict(params=params, macs=macs, by_op=by_op)
-
-
-def _all_units(family: type, arch: str) -> dict:
-    """Constructor arguments selecting only the last unit, raw."""
-    kwargs = dict(out_indices=-1)
-    if family.__name__ == 'ConvMixer':
-        kwargs['pyramid'] = None
-    return kwargs
 
 
 def dense_figures(backbone: nn.Module, size: Sequence[int]) -> dict:

@@ -105,8 +105,10 @@ def _batch_size(data_batch) -> int:
 @HOOKS.register_module()
 class DeployBackboneHook(Hook):
     """Switch the package backbone to its inference form
-    (``switch_to_deploy()``) once the checkpoint is loaded, before testing
-    or validation runs; outputs are unchanged within float rounding.
+    (``switch_to_deploy()``, and on the CPU
+    :func:`mixer_backbones.ops.cpu.optimize`) once the checkpoint is
+    loaded, before testing or validation runs; outputs are unchanged within
+    float rounding.
     Refuses a run that also trains, since the deploy form folds training
     parameters away."""
 
@@ -129,8 +131,14 @@ class DeployBackboneHook(Hook):
                 f'{type(getattr(model, "backbone", None)).__name__}')
         backbone.eval()
         backbone.switch_to_deploy()  # idempotent
-        runner.logger.info(f'{type(backbone).__name__}: evaluating with '
-                           f'the inference form (switch_to_deploy)')
+        on_cpu = all(p.device.type == 'cpu' for p in backbone.parameters())
+        if on_cpu:
+            from .ops import cpu
+            cpu.optimize(backbone)
+        runner.logger.info(
+            f'{type(backbone).__name__}: evaluating with the inference form '
+            f'(switch_to_deploy' +
+            (', mixer_backbones.ops.cpu.optimize)' if on_cpu else ')'))
 
 
 def _unwrap(model: torch.nn.Module):

@@ -217,9 +217,11 @@ def torch_cuda_available():
 
 
 def deployed(model, x, channels_last):
-    """``model`` after ``switch_to_deploy()`` and ``x``, both in
+    """``model`` after ``switch_to_deploy()`` and the CPU fast paths
+    (``mixer_backbones.ops.cpu.optimize``), and ``x``, both in
     channels-last layout when asked."""
-    model.switch_to_deploy()
+    from mixer_backbones.ops import cpu
+    cpu.optimize(model.switch_to_deploy())
     if channels_last:
         model = model.to(memory_format=torch_channels_last())
         x = x.contiguous(memory_format=torch_channels_last())
@@ -245,14 +247,14 @@ def assert_close_to_scale(actual, expected, tol=1e-5):
 @contextlib.contextmanager
 def counting_fused_convs():
     """Count the convolutions run through oneDNN's fused path (those that
-    fetch ``layers._onednn_conv``) inside the block."""
-    from mixer_backbones.models import layers
+    fetch ``mixer_backbones.ops.cpu._private_ops``) inside the block."""
+    from mixer_backbones.ops import cpu
     calls = []
-    real = layers._onednn_conv
+    real = cpu._private_ops
 
     def spy():
         calls.append(1)
         return real()
 
-    with mock.patch.object(layers, '_onednn_conv', spy):
+    with mock.patch.object(cpu, '_private_ops', spy):
         yield calls

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from conftest import ROOT
 
-from mixer_backbones import ConvMixer, EfficientFormer, PoolFormer
+from mixer_backbones import EfficientFormer, PoolFormer, families
 
 sys.path.insert(0, f'{ROOT}/tools')
 from benchmark import saved_bytes  # noqa: E402
@@ -57,20 +57,10 @@ def backward(outs):
     sum(o.float().pow(2).mean() for o in outs).backward()
 
 
-@pytest.mark.parametrize('model', [
-    PoolFormer(arch=dict(depths=[1, 1, 1, 1], widths=[16, 32, 48, 64])),
-    PoolFormer(
-        arch=dict(depths=[1, 1, 1, 1], widths=[16, 32, 48, 64]),
-        fused_token_mixer=True),
-    EfficientFormer(
-        arch=dict(
-            depths=[1, 1, 1, 2], widths=[16, 32, 48, 64], vit_num=1)),
-    ConvMixer(
-        arch=dict(dim=32, depth=4, kernel_size=5, patch_size=7, act='gelu')),
-],
-                         ids=['poolformer', 'poolformer-fused',
-                              'efficientformer', 'convmixer'])
-def test_residual_stream_stays_half(model):
+@pytest.mark.parametrize('family', families().values(),
+                         ids=list(families()))
+def test_residual_stream_stays_half(family):
+    model = family(family.tiny_arch)
     x = torch.randn(2, 3, 97, 131)
     with gpu_autocast_policy():
         outs = units(model, x) + list(model(x))
@@ -79,11 +69,13 @@ def test_residual_stream_stays_half(model):
 
 # EfficientFormer has norms (LayerNorms) only in its last stage, so the
 # promotion it avoids is small there.
-@pytest.mark.parametrize('ours, name, most', [
-    (PoolFormer('s12', out_indices=3), 'poolformer_s12', 0.97),
-    (EfficientFormer('l1', out_indices=3), 'efficientformer_l1', 0.99),
+@pytest.mark.parametrize('family, arch, most', [
+    (PoolFormer, 's12', 0.97),
+    (EfficientFormer, 'l1', 0.99),
 ])
-def test_keeps_less_for_backward_than_timm(ours, name, most):
+def test_keeps_less_for_backward_than_timm(family, arch, most):
+    ours = family(arch, out_indices=3)
+    name = family.timm_names[arch]
     reference = timm.create_model(name)
     x = torch.randn(1, 3, 224, 224)
 

@@ -54,9 +54,12 @@ def test_benchmark_mmpretrain_on_the_same_weights(family, arch, tmp_path):
 def test_gemm_floor_times_the_1x1_convs_alone(tmp_path):
     out = tmp_path / 'bench.json'
     run_tool('tools/benchmark.py', 'convmixer', '--arch', '768_32', '--size',
-             '64', '64', '--variants', 'ours', 'gemm_floor', '--mode', 'both',
-             '--rounds', '1', '--warmup', '1', '--json', out)
+             '64', '64', '--variants', 'ours', 'optimized', 'gemm_floor',
+             '--mode', 'both', '--rounds', '1', '--warmup', '1', '--json', out)
     report = json.loads(out.read_text())['results']
+    # ops.cpu.optimize: the same outputs, trainable (depthwise backward).
+    assert report['optimized']['max_rel_diff'] < 1e-5
+    assert report['optimized']['train']['saved_for_backward_mib'] > 0
     floor = report['gemm_floor']
     assert floor['max_rel_diff'] is None  # it has no outputs to compare
     assert floor['infer']['median_ms'] > 0

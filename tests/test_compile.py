@@ -3,25 +3,20 @@ graph breaks), in training and inference, and the deploy forms too.
 Dynamo's tracing is what breaks graphs; the ``eager`` backend checks it
 without code generation (benchmark.py's ``compiled`` variant times
 inductor)."""
+import functools
+
 import pytest
 import torch
 
-from mixer_backbones import ConvMixer, EfficientFormer, PoolFormer
+from mixer_backbones import families
+from mixer_backbones.ops import cpu
 
-MODELS = {
-    'poolformer':
-    lambda: PoolFormer(dict(depths=[1, 1, 1, 1], widths=[8, 16, 24, 32])),
-    'poolformer-fused':
-    lambda: PoolFormer(
-        dict(depths=[1, 1, 1, 1], widths=[8, 16, 24, 32]),
-        fused_token_mixer=True),
-    'efficientformer':
-    lambda: EfficientFormer(
-        dict(depths=[1, 1, 1, 2], widths=[8, 16, 24, 32], vit_num=1)),
-    'convmixer':
-    lambda: ConvMixer(
-        dict(dim=16, depth=4, kernel_size=5, patch_size=7, act='gelu')),
-}
+# Every registered family in a tiny arch, and with the CPU fast paths.
+MODELS = {}
+for _name, _family in families().items():
+    MODELS[_name] = functools.partial(_family, _family.tiny_arch)
+    MODELS[f'{_name}-cpu-optimized'] = functools.partial(
+        lambda family: cpu.optimize(family(family.tiny_arch)), _family)
 
 
 @pytest.mark.parametrize('name', MODELS)

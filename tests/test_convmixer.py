@@ -12,16 +12,13 @@ from conftest import assert_close_to_scale, counting_fused_convs
 from mixer_backbones import ConvMixer, PoolFormer
 from mixer_backbones.checkpoint import CheckpointError
 from mixer_backbones.models.convmixer import ChannelAffine, pyramid_size
-from mixer_backbones.models.layers import DepthwiseConv2d
+from mixer_backbones.ops import cpu
+from mixer_backbones.ops.cpu import DepthwiseConv2d
 
 timm = pytest.importorskip('timm')
 from timm.models.convmixer import ConvMixer as TimmConvMixer  # noqa: E402
 
-TIMM_NAMES = {
-    '1536_20': 'convmixer_1536_20',
-    '768_32': 'convmixer_768_32',
-    '1024_20': 'convmixer_1024_20_ks9_p14',
-}
+TIMM_NAMES = ConvMixer.timm_names
 TINY = dict(dim=32, depth=4, kernel_size=3, patch_size=7, act='gelu')
 POOLFORMER_TINY = dict(depths=[1, 1, 1, 1], widths=[8, 8, 8, 8])
 
@@ -464,7 +461,8 @@ def test_with_cp_same_outputs_gradients_and_statistics(pyramid):
 @pytest.mark.filterwarnings('ignore:Using padding=.same. with even kernel')
 def test_depthwise_backward_equals_conv2d(shape, kernel, channels_last):
     torch.manual_seed(0)
-    conv = DepthwiseConv2d(shape[1], kernel)
+    conv = DepthwiseConv2d(
+        shape[1], shape[1], kernel, groups=shape[1], padding='same')
     reference = nn.Conv2d(
         shape[1], shape[1], kernel, groups=shape[1], padding='same')
     reference.load_state_dict(conv.state_dict())
@@ -487,11 +485,16 @@ def test_depthwise_backward_equals_conv2d(shape, kernel, channels_last):
         assert conv(x).grad_fn is None
 
 
-def test_training_gradients_equal_timm():
+@pytest.mark.parametrize('optimized', [False, True])
+def test_training_gradients_equal_timm(optimized):
     reference = tiny_timm(seed=2).train()
     model = ConvMixer(TINY, out_indices=(3, ), pyramid=None).train()
     model.load_converted(
         ConvMixer.convert_checkpoint(reference.state_dict())[0])
+    if optimized:  # the depthwise convs' backward as two convolutions
+        cpu.optimize(model)
+        assert sum(isinstance(m, DepthwiseConv2d)
+                   for m in model.modules()) == TINY['depth']
     x = torch.randn(2, 3, 47, 61)
     ours = model(x)[0]
     theirs = reference.forward_features(x)
@@ -622,6 +625,8 @@ def test_switch_to_deploy_is_exact(act, signed):
     with torch.no_grad():
         before = model(x)
         model.switch_to_deploy()
+        plain = model(x)
+        cpu.optimize(model)
         with counting_fused_convs() as fused_calls:
             after = model(x)
     if torch.backends.mkldnn.is_available():
@@ -638,8 +643,9 @@ def test_switch_to_deploy_is_exact(act, signed):
                for block in model.blocks)
     if act == 'relu' and not signed:  # all scales folded into the convs
         assert all(m.scale is None for m in affines)
-    for a, b in zip(before, after):
+    for a, b, c in zip(before, after, plain):
         assert_close_to_scale(b, a)
+        assert_close_to_scale(c, a)
     assert model.switch_to_deploy() is model  # idempotent
 
 

@@ -14,7 +14,8 @@ from safetensors.torch import save_file
 from conftest import assert_close_to_scale, deployed
 from mixer_backbones import MODELS, EfficientFormer
 from mixer_backbones.checkpoint import CheckpointError
-from mixer_backbones.models.efficientformer import (Meta3DBlock, Meta4DBlock,
+from mixer_backbones.models import MetaFormerBlock
+from mixer_backbones.models.efficientformer import (Meta3DBlock,
                                                     RelativeBiasAttention)
 
 timm = pytest.importorskip('timm')
@@ -165,7 +166,8 @@ def test_arch_builds_with_pyramid_shapes(arch):
     vit_num = {'l1': 1, 'l3': 4, 'l7': 8}[arch]
     assert [
         type(b) for b in blocks
-    ] == [Meta4DBlock] * (DEPTHS[arch][3] - vit_num) + [Meta3DBlock] * vit_num
+    ] == [MetaFormerBlock] * (DEPTHS[arch][3] - vit_num) + [Meta3DBlock
+                                                            ] * vit_num
     assert [len(s.blocks) for s in model.stages] == DEPTHS[arch]
     # Layer scale defaults to the arch's value.
     expected_scale = 1e-6 if arch == 'l7' else 1e-5

@@ -6,16 +6,11 @@ import pytest
 import torch
 
 from mixer_backbones import ConvMixer, EfficientFormer, PoolFormer
+from mixer_backbones.models import FAMILIES as BY_NAME
 
-TINY = {
-    PoolFormer: dict(depths=[1, 1, 1, 1], widths=[8, 16, 24, 32]),
-    EfficientFormer: dict(depths=[1, 1, 1, 2], widths=[8, 16, 24, 32],
-                          vit_num=1),
-    ConvMixer: dict(dim=16, depth=4, kernel_size=3, patch_size=7,
-                    act='gelu'),
-}  # yapf: disable
-FAMILIES = list(TINY)
+FAMILIES = list(BY_NAME.values())
 ids = [family.__name__ for family in FAMILIES]
+TINY = {family: family.tiny_arch for family in FAMILIES}
 
 
 def build(family, **kwargs):
@@ -89,11 +84,6 @@ def test_valid_edge_values_still_build(family):
 def test_family_arguments_are_checked(family, name, value, error, message):
     with pytest.raises(error, match=rf'{family.__name__}: {message}'):
         build(family, **{name: value})
-
-
-def test_fused_token_mixer_is_a_bool():
-    with pytest.raises(TypeError, match='fused_token_mixer must be True'):
-        build(PoolFormer, fused_token_mixer=1)
 
 
 @pytest.mark.parametrize('family, key, valid', [

@@ -5,8 +5,12 @@ the same input, in one process.
     python tools/benchmark.py efficientformer --arch l1 --variants ours deploy
     python tools/benchmark.py convmixer --arch 1024_20 --mode both --json f
 
-Variants: ``ours``, ``channels_last`` (ours in NHWC), ``deploy`` (ours after
-``switch_to_deploy()``), ``deploy_channels_last``, ``timm``,
+Variants: ``ours`` (the plain PyTorch model), ``channels_last`` (ours in
+NHWC), ``optimized`` and ``optimized_channels_last`` (ours with
+``mixer_backbones.ops.cpu.optimize`` on the CPU: fused oneDNN kernels in
+inference, the fast depthwise-convolution backward in training),
+``deploy`` (ours after ``switch_to_deploy()``, optimized on the CPU),
+``deploy_channels_last``, ``timm``,
 ``timm_channels_last``, ``mmpretrain`` and ``mmpretrain_channels_last`` (the
 optional ``benchmark`` extra), ``compiled`` and ``timm_compiled``
 (``torch.compile`` with inductor; the first warm-up round compiles), and
@@ -41,12 +45,13 @@ from typing import Callable, Dict, List, Optional
 import torch
 import torch.nn as nn
 
-from mixer_backbones import ConvMixer
 from mixer_backbones.engine import keep_freed_memory
-from mixer_backbones.models import FAMILIES
+from mixer_backbones.models import families
+from mixer_backbones.ops import cpu
 
-# timm's model names are '<family>_<arch>', except these.
-TIMM_NAMES = {'convmixer_1024_20': 'convmixer_1024_20_ks9_p14'}
+FAMILIES = families()
+OURS = ('ours', 'channels_last', 'optimized', 'optimized_channels_last',
+        'deploy', 'deploy_channels_last')
 DTYPES = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
 
@@ -162,17 +167,7 @@ def saved_bytes(step: Callable[[], None]) -> int:
     return sum(storages.values())
 
 
-# mmpretrain's arch names, and where its units sit in ``network`` or
-# ``stages`` (PoolFormer interleaves downsamples with its stages).
-MMPRETRAIN_ARCHS = {'1536_20': '1536/20', '768_32': '768/32',
-                    '1024_20': '1024/20'}
-
-
-def _mmpretrain_unit_index(family: str, index: int) -> int:
-    return 2 * index if family == 'poolformer' else index
-
-
-def mmpretrain_model(family: str, arch: str, ours: nn.Module) -> nn.Module:
+def mmpretrain_model(family: type, arch: str, ours: nn.Module) -> nn.Module:
     """mmpretrain's backbone for ``arch`` carrying ``ours``' weights.
 
     The weights go through our own converter backwards: each of
@@ -182,22 +177,19 @@ def mmpretrain_model(family: str, arch: str, ours: nn.Module) -> nn.Module:
     mmpretrain's output norms, is refused.
     """
     from mmpretrain.models import backbones
-    cls = {
-        'poolformer': backbones.PoolFormer,
-        'efficientformer': backbones.EfficientFormer,
-        'convmixer': backbones.ConvMixer
-    }[family]
-    kwargs = {}
-    if arch == '768_32':  # mmpretrain's default GELU is not the paper's
-        kwargs['act_cfg'] = dict(type='ReLU')
-    model = cls(arch=MMPRETRAIN_ARCHS.get(arch, arch), **kwargs)
+    spec = family.mmpretrain
+    if spec is None:
+        raise ValueError(f'{family.__name__} declares no mmpretrain model')
+    model = getattr(backbones, spec['type'])(
+        arch=spec.get('archs', {}).get(arch, arch),
+        **spec.get('kwargs', {}).get(arch, {}))
     theirs = model.state_dict()
     keys = list(theirs)
     markers = {
         k: torch.full_like(v, i, dtype=torch.float64)
         for i, (k, v) in enumerate(theirs.items())
     }
-    converted, _ = type(ours).convert_checkpoint(markers)
+    converted, _ = family.convert_checkpoint(markers)
     mine = ours.state_dict()
     filled = set()
     for key, marker in converted.items():
@@ -222,17 +214,18 @@ def mmpretrain_model(family: str, arch: str, ours: nn.Module) -> nn.Module:
     return model
 
 
-def mmpretrain_units(family: str,
+def mmpretrain_units(family: type,
                      model: nn.Module,
                      x: torch.Tensor,
                      indices=None) -> List[torch.Tensor]:
     """mmpretrain's stem and units without its output norms (what timm's
     ``forward_features`` runs); the outputs of the units at ``indices``
     (ours), or of the last unit."""
-    stem = model.stem if family == 'convmixer' else model.patch_embed
-    units = model.stages if family == 'convmixer' else model.network
+    spec = family.mmpretrain
+    stem, units = getattr(model, spec['stem']), getattr(model, spec['units'])
+    step = spec.get('unit_step', 1)
     wanted = ({len(units) - 1} if indices is None else
-              {_mmpretrain_unit_index(family, i)
+              {step * i
                for i in indices})
     outs = []
     x = stem(x)
@@ -249,12 +242,10 @@ def build_variants(args) -> Dict[str, dict]:
     import timm
     family = FAMILIES[args.family]
     arch = args.arch or next(iter(family.arch_zoo))
-    name = f'{args.family}_{arch}'
-    reference = timm.create_model(TIMM_NAMES.get(name, name), pretrained=False)
+    reference = timm.create_model(family.timm_names[arch], pretrained=False)
     # Like for like with timm's forward_features: unless --full, time the
-    # stem and units alone, without output norms or ConvMixer's pyramid.
-    kwargs = dict(pyramid=None) if (family is ConvMixer
-                                    and not args.full) else {}
+    # stem and units alone, without output norms or a pyramid.
+    kwargs = {} if args.full else dict(family.benchmark_kwargs)
     ours = family(arch, **kwargs)
     ours.load_converted(
         family.convert_checkpoint(reference.state_dict())[0], 'timm model')
@@ -265,12 +256,14 @@ def build_variants(args) -> Dict[str, dict]:
             # torch.compile (inductor) of the eager variant's forward.
             entry = build(dict(compiled='ours', timm_compiled='timm')[name])
             entry['run'] = torch.compile(entry['run'])
-        elif name in ('ours', 'channels_last', 'deploy',
-                      'deploy_channels_last'):
+        elif name in OURS:
             model = family(arch, **kwargs)
             model.load_state_dict(ours.state_dict())
             if name.startswith('deploy'):
                 model.eval().switch_to_deploy()
+            if name.startswith(('deploy', 'optimized')) and (
+                    args.device == 'cpu'):
+                cpu.optimize(model)
             run = model if args.full else functools.partial(
                 raw_features, model)
             entry.update(model=model, features=raw_features, run=run)
@@ -287,15 +280,15 @@ def build_variants(args) -> Dict[str, dict]:
                 run=model.forward_features)
         elif name in ('mmpretrain', 'mmpretrain_channels_last'):
             try:
-                model = mmpretrain_model(args.family, arch, ours)
+                model = mmpretrain_model(family, arch, ours)
             except (ImportError, ValueError) as err:
                 entry['note'] = f'cannot build: {err}'
                 return entry
             entry.update(
                 model=model,
                 features=lambda m, x: mmpretrain_units(
-                    args.family, m, x, ours.out_indices),
-                run=lambda x, m=model: mmpretrain_units(args.family, m, x))
+                    family, m, x, ours.out_indices),
+                run=lambda x, m=model: mmpretrain_units(family, m, x))
         else:
             raise SystemExit(f'unknown variant {name!r}')
         entry['channels_last'] = name.endswith('channels_last')

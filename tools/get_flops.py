@@ -11,8 +11,9 @@ ConvMixer with its default pyramid), at each ``--size`` (default 800x1344
 and 512x512). See :mod:`mixer_backbones.flops` for what is counted; the
 GMACs of ConvMixer's depthwise convolutions, which the published figures
 leave out, are given in brackets. ``--throughput H W`` adds images per
-second of the inference form (``switch_to_deploy()``, batch 1, in the
-memory layout that is fastest for the family on a CPU) on this machine.
+second of the inference form (``switch_to_deploy()``, on the CPU with
+``mixer_backbones.ops.cpu.optimize`` and in the family's
+``cpu_memory_format``; batch 1) on this machine.
 """
 import argparse
 import json
@@ -24,36 +25,13 @@ import torch
 from benchmark import machine  # tools/benchmark.py, next to this file
 from mixer_backbones.engine import keep_freed_memory
 from mixer_backbones.flops import classification_figures, dense_figures
-from mixer_backbones.models import FAMILIES
-
-# Measured with tools/benchmark.py on a 2-core CPU: channels-last is faster
-# for PoolFormer and EfficientFormer (1.3x), slower for ConvMixer (its
-# depthwise convolutions lose more than its 1x1 convolutions gain).
-FAST_LAYOUT = {
-    'poolformer': torch.channels_last,
-    'efficientformer': torch.channels_last,
-    'convmixer': torch.contiguous_format,
-}
-# Published (params in millions, GMACs at 224) of the ImageNet models.
-PUBLISHED = {
-    ('poolformer', 's12'): (11.9, 1.8),
-    ('poolformer', 's24'): (21.4, 3.4),
-    ('poolformer', 's36'): (30.9, 5.0),
-    ('poolformer', 'm36'): (56.2, 8.8),
-    ('poolformer', 'm48'): (73.5, 11.6),
-    ('efficientformer', 'l1'): (12.3, 1.3),
-    ('efficientformer', 'l3'): (31.4, 3.9),
-    ('efficientformer', 'l7'): (82.2, 10.2),
-    ('convmixer', '1536_20'): (51.6, 48.7),
-    ('convmixer', '768_32'): (21.1, 19.6),
-    ('convmixer', '1024_20'): (24.4, 5.6),
-}
-
+from mixer_backbones.models import families
+from mixer_backbones.ops import cpu
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument(
-        'family', nargs='?', choices=sorted(FAMILIES), help='default: all')
+        'family', nargs='?', choices=sorted(families()), help='default: all')
     parser.add_argument('--arch', nargs='+', help='default: every arch')
     parser.add_argument(
         '--size',
@@ -76,7 +54,7 @@ def parse_args(argv=None):
 
 
 def measure(family_name: str, arch: str, sizes) -> dict:
-    family = FAMILIES[family_name]
+    family = families()[family_name]
     classifier = classification_figures(family, arch)
     with torch.device('meta'):
         backbone = family(arch=arch)
@@ -86,7 +64,7 @@ def measure(family_name: str, arch: str, sizes) -> dict:
         gmacs_224=classifier['macs'] / 1e9,
         depthwise_gmacs_224=classifier['by_op'].get('depthwise_convolution',
                                                     0) / 1e9,
-        published=PUBLISHED.get((family_name, arch)),
+        published=family.published.get(arch),
         dense_params_m=None,
         dense={})
     for height, width in sizes:
@@ -108,9 +86,12 @@ def throughput(family_name: str, arch: str, size, rounds: int) -> float:
     """Images per second of the deploy form, batch 1, median of
     ``rounds`` timed runs after one warm-up."""
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    layout = FAST_LAYOUT[family_name]
-    model = FAMILIES[family_name](arch=arch).to(device).eval()
-    model.switch_to_deploy()
+    family = families()[family_name]
+    layout = family.cpu_memory_format if device == 'cpu' else (
+        torch.channels_last)
+    model = family(arch=arch).to(device).eval().switch_to_deploy()
+    if device == 'cpu':
+        cpu.optimize(model)
     model = model.to(memory_format=layout)
     x = torch.randn(1, 3, *size, device=device).contiguous(
         memory_format=layout)
@@ -141,7 +122,8 @@ def format_rows(rows, sizes, markdown: bool) -> str:
         cells = [
             row['model'], f'{row["params_m"]:.1f}',
             _gmacs(row['gmacs_224'], row['depthwise_gmacs_224'], 2),
-            f'{published[0]}M, {published[1]}' if published else '-',
+            f'{published["params"]}M, {published["gmacs"]}'
+            if published else '-',
             f'{row["dense_params_m"]:.1f}'
         ] + [
             _gmacs(row['dense'][size]['gmacs'],
@@ -168,12 +150,13 @@ def main(argv=None):
     if args.throughput:  # timed as tools/benchmark.py times
         keep_freed_memory()
     sizes = args.size or [(800, 1344), (512, 512)]
-    families = [args.family] if args.family else list(FAMILIES)
+    known = families()
+    names = [args.family] if args.family else list(known)
     rows = []
-    for name in families:
-        archs = args.arch or list(FAMILIES[name].arch_zoo)
+    for name in names:
+        archs = args.arch or list(known[name].arch_zoo)
         for arch in archs:
-            FAMILIES[name].parse_arch(arch)  # names the valid archs
+            known[name].parse_arch(arch)  # names the valid archs
             row = measure(name, arch.lower(), sizes)
             if args.throughput:
                 row['img_per_s'] = throughput(name, arch.lower(),

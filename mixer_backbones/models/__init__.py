@@ -1,17 +1,32 @@
 """The backbones, registered in ``mixer_backbones.registry.MODELS``."""
+from typing import Dict
+
 from .base import BaseDenseBackbone
 from .convmixer import ConvMixer
 from .efficientformer import EfficientFormer
+from .metaformer import MetaFormerBackbone, MetaFormerBlock, MetaFormerStage
 from .poolformer import PoolFormer
 
-# The families by the names the command-line tools take.
-FAMILIES = {
-    'poolformer': PoolFormer,
-    'efficientformer': EfficientFormer,
-    'convmixer': ConvMixer,
-}
+
+def families() -> Dict[str, type]:
+    """Every registered family, by its name in the tools
+    (``family_name``): the tools and tests iterate over these, so a family
+    registered in ``mixer_backbones.registry.MODELS`` is picked up
+    everywhere."""
+    from ..registry import MODELS
+    found = {}
+    for cls in MODELS.module_dict.values():
+        if (isinstance(cls, type) and issubclass(cls, BaseDenseBackbone)
+                and cls.family_name):
+            found[cls.family_name] = cls
+    return found
+
+
+# The built-in families, for imports that want a constant.
+FAMILIES: Dict[str, type] = families()
 
 __all__ = [
     'BaseDenseBackbone', 'ConvMixer', 'EfficientFormer', 'FAMILIES',
-    'PoolFormer'
+    'MetaFormerBackbone', 'MetaFormerBlock', 'MetaFormerStage', 'PoolFormer',
+    'families'
 ]

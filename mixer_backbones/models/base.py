@@ -23,9 +23,17 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..checkpoint import (CheckpointError, check_finite, extract_state_dict,
                           load_checkpoint_file, strip_prefix)
 from .layers import GroupNorm1
-from .validation import check_arch_dict, split_init_cfg
+from .validation import check_arch_dict, check_arguments, split_init_cfg
 
 StateDict = Dict[str, torch.Tensor]
+
+
+class MeanTokens(nn.Module):
+    """Global average over the tokens: (N, C, H, W) or (N, L, C) to
+    (N, C)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(2).mean(-1) if x.dim() == 4 else x.mean(1)
 
 
 @contextmanager
@@ -61,7 +69,7 @@ def _recompute_contexts(module: nn.Module):
     return nullcontext(), frozen_batchnorm_statistics(module)
 
 
-def checkpointed(module: nn.Module, *args: torch.Tensor) -> torch.Tensor:
+def checkpointed(module: nn.Module, *args) -> torch.Tensor:
     """``module(*args)`` with its activations recomputed in backward
     instead of stored; outputs, gradients and BatchNorm statistics are the
     same as a plain call."""
@@ -75,14 +83,38 @@ def checkpointed(module: nn.Module, *args: torch.Tensor) -> torch.Tensor:
 class BaseDenseBackbone(BaseModule):
     """Base class of the package's dense-prediction backbones.
 
-    Subclasses set the class attributes below, build ``self.stem`` and the
-    module list named by ``unit_name``, then call :meth:`_setup_outputs`.
+    A family subclasses it, declares itself in the class attributes below
+    (everything the tools and tests know about a family is here; see
+    ``docs/adding_a_family.md``), passes the contract arguments to
+    ``super().__init__``, builds ``self.stem`` and the module list named by
+    ``unit_name``, then calls :meth:`setup_outputs`.
 
     Attributes:
+        family_name (str): The family's name in the tools (``'poolformer'``);
+            empty for abstract classes.
         arch_zoo (dict): Named variants, ``{name: settings}``.
         arch_keys (tuple): Keys a custom ``arch`` dict must provide.
         arch_optional_keys (tuple): Other keys a custom ``arch`` dict may
             provide; any other key is refused.
+        published (dict): ``{arch: dict(params=M, gmacs=G)}``, the
+            ImageNet classifier's published parameters (millions) and
+            GMACs at 224x224, checked by the FLOPs counter's tests.
+        published_uncounted_ops (tuple): Operator kinds of
+            :mod:`mixer_backbones.flops` that the published GMACs leave
+            out.
+        timm_names (dict): ``{arch: timm model name}``, the independent
+            implementation the tests and the benchmark compare against.
+        mmpretrain (dict, optional): How mmpretrain builds the family, for
+            the benchmark: ``type`` (its backbone class), ``archs`` (its
+            names of ours, where they differ), ``kwargs`` (per arch),
+            ``stem`` and ``units`` (its attribute names), ``unit_step``
+            (positions per unit in ``units``).
+        cpu_memory_format (torch.memory_format): The memory format the
+            family's inference form runs fastest in on CPUs.
+        benchmark_kwargs (dict): Constructor arguments that make the
+            backbone time like timm's ``forward_features``.
+        tiny_arch (dict): A small custom ``arch`` for fast tests of every
+            option (compilation, export, mixed precision).
         unit_name (str): Attribute holding the selectable units.
         unit_word (str): What a unit is called in messages.
         classifier_prefixes (tuple): Checkpoint keys (after conversion) that
@@ -92,10 +124,29 @@ class BaseDenseBackbone(BaseModule):
             initialisation; in a checkpoint but not built (levels not
             requested), they are ignored.
         min_input_size (int): Smallest input height/width accepted.
+
+    Args:
+        in_channels (int): Input channels.
+        out_indices (int | Sequence[int]): Units whose outputs are
+            returned, negative allowed.
+        frozen_stages (int): -1 freezes nothing, 0 the stem, k the stem
+            and units 0..k-1 with their output norms.
+        norm_eval (bool): BatchNorms in eval mode in ``train()``.
+        with_cp (bool): Checkpoint each block.
+        init_cfg (dict, optional): Initialisation, e.g. ``dict(type=
+            'Pretrained', checkpoint=...)``.
     """
+    family_name = ''
     arch_zoo: Dict[str, dict] = {}
     arch_keys: Tuple[str, ...] = ()
     arch_optional_keys: Tuple[str, ...] = ()
+    published: Dict[str, dict] = {}
+    published_uncounted_ops: Tuple[str, ...] = ()
+    timm_names: Dict[str, str] = {}
+    mmpretrain: Optional[dict] = None
+    cpu_memory_format = torch.contiguous_format
+    benchmark_kwargs: dict = {}
+    tiny_arch: dict = {}
     unit_name = 'stages'
     unit_word = 'stage'
     classifier_prefixes: Tuple[str, ...] = ('head.', 'norm.')
@@ -103,9 +154,29 @@ class BaseDenseBackbone(BaseModule):
     min_input_size = 1
     arch_name = 'custom'
 
-    def __init__(self, init_cfg: Optional[dict] = None) -> None:
+    def __init__(self,
+                 *,
+                 in_channels: int = 3,
+                 out_indices: Union[int, Sequence[int]] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 init_cfg: Optional[dict] = None) -> None:
         split_init_cfg(type(self).__name__, init_cfg)  # refuse bad forms now
+        check_arguments(
+            type(self).__name__,
+            in_channels=in_channels,
+            out_indices=out_indices,
+            frozen_stages=frozen_stages,
+            norm_eval=norm_eval,
+            with_cp=with_cp)
         super().__init__(init_cfg=init_cfg)
+        self.in_channels = in_channels
+        self.out_indices = out_indices
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+        self.deployed = False
 
     def init_arch(self, arch: Union[str, dict]) -> dict:
         """Parse ``arch`` and remember its name for messages."""
@@ -132,23 +203,36 @@ class BaseDenseBackbone(BaseModule):
         raise TypeError(f'{cls.__name__}: arch must be a str or a dict, '
                         f'got {type(arch).__name__} {arch!r}')
 
+    # ------------------------------------------------- family queries --
+    @classmethod
+    def classifier_head(cls, channels: int,
+                        num_classes: int = 1000) -> nn.Module:
+        """The ImageNet head the published figures include after the last
+        unit (final norm, global average, linear layer(s)), for the FLOPs
+        counter."""
+        return nn.Sequential(
+            nn.GroupNorm(1, channels), MeanTokens(),
+            nn.Linear(channels, num_classes))
+
+    @classmethod
+    def classifier_kwargs(cls) -> dict:
+        """Constructor arguments that build the backbone as the classifier
+        runs it: every unit, raw outputs of the last."""
+        return dict(out_indices=-1)
+
     # -------------------------------------------------------- outputs ----
     @property
     def units(self) -> nn.ModuleList:
         return getattr(self, self.unit_name)
 
-    def _setup_outputs(
+    def setup_outputs(
         self,
-        in_channels: int,
-        out_indices: Union[int, Sequence[int]],
-        frozen_stages: int,
-        norm_eval: bool,
-        with_cp: bool,
         unit_channels: Sequence[int],
-        out_norm: Optional[Callable[[int], nn.Module]] = (GroupNorm1)
+        out_norm: Optional[Callable[[int], nn.Module]] = GroupNorm1
     ) -> None:
-        """Validate the contract arguments, build the output norms of the
-        requested levels and apply freezing.
+        """Validate the contract arguments given to ``__init__`` against
+        the built units, build the output norms of the requested levels and
+        apply freezing.
 
         Args:
             unit_channels: Channels of each unit's output.
@@ -156,17 +240,15 @@ class BaseDenseBackbone(BaseModule):
                 norm, or ``None`` for none.
         """
         num_units = len(self.units)
-        self.in_channels = in_channels
-        self.out_indices = self._normalize_out_indices(out_indices, num_units)
+        self.out_indices = self._normalize_out_indices(
+            self.out_indices, num_units)
+        frozen_stages = self.frozen_stages
         if not isinstance(frozen_stages,
                           int) or not (-1 <= frozen_stages <= num_units):
             raise ValueError(
                 f'{type(self).__name__}: frozen_stages={frozen_stages!r} is '
                 f'out of range; valid: -1 (nothing), 0 (stem) ... '
                 f'{num_units} (stem and all {num_units} {self.unit_word}s)')
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
-        self.with_cp = with_cp
         self.unit_channels = list(unit_channels)
         self.out_channels = [unit_channels[i] for i in self.out_indices]
         self.out_norms = nn.ModuleDict()
@@ -248,12 +330,15 @@ class BaseDenseBackbone(BaseModule):
         block by block."""
         return self.run_block(self.units[index], x)
 
-    def run_block(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def run_block(self, block: nn.Module, x: torch.Tensor,
+                  *args) -> torch.Tensor:
+        """``block(x, *args)``, checkpointed when ``with_cp`` is set and
+        the call builds a graph."""
         if self.with_cp and self.training and torch.is_grad_enabled() and (
                 x.requires_grad or any(p.requires_grad
                                        for p in block.parameters())):
-            return checkpointed(block, x)
-        return block(x)
+            return checkpointed(block, x, *args)
+        return block(x, *args)
 
     def forward_outputs(self, features: List[torch.Tensor]) -> tuple:
         """Map the selected units' outputs to the returned tuple."""

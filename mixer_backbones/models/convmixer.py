@@ -11,9 +11,9 @@ import torch.nn.functional as F
 
 from ..checkpoint import CheckpointError
 from ..registry import MODELS
-from .base import BaseDenseBackbone, StateDict
-from .layers import (DepthwiseConv2d, DropPath, GroupNorm1, add_residual,
-                     build_activation, fused_conv_act)
+from .base import BaseDenseBackbone, MeanTokens, StateDict
+from .layers import (CfgType, DropPath, GroupNorm1, add_residual,
+                     build_activation, build_norm)
 from .validation import check_arguments
 
 
@@ -32,14 +32,18 @@ class ActivationNorm(nn.Module):
     a :class:`ChannelAffine` with the same effect.
 
     Args:
-        act (str): Activation name.
-        channels (int): Channels of the BatchNorm.
+        act_cfg (str | dict): Activation.
+        channels (int): Channels of the norm.
+        norm_cfg (dict): The norm. Defaults to ``dict(type='BN')``.
     """
 
-    def __init__(self, act: str, channels: int) -> None:
+    def __init__(self,
+                 act_cfg: CfgType,
+                 channels: int,
+                 norm_cfg: dict = dict(type='BN')) -> None:
         super().__init__()
-        self.act = build_activation(act)
-        self.norm: nn.Module = nn.BatchNorm2d(channels)
+        self.act = build_activation(act_cfg)
+        self.norm: nn.Module = build_norm(norm_cfg, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.act(x))
@@ -69,48 +73,30 @@ class ChannelAffine(nn.Module):
         return torch.addcmul(
             self._view(self.shift, x), x, self._view(self.scale, x))
 
-    def add_to(self, residual: torch.Tensor,
-               x: torch.Tensor) -> torch.Tensor:
-        """``residual + self(x)`` in one pass where there is no shift (the
-        token mixer's, moved into the channel mixer's bias)."""
-        if self.shift is not None:
-            return add_residual(residual, self(x))
-        if self.scale is None:
-            return add_residual(residual, x)
-        return torch.addcmul(residual, x.to(residual.dtype),
-                             self._view(self.scale, residual))
-
     @staticmethod
     def _view(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return value.to(like.dtype).view(1, -1, 1, 1)
 
 
 class ConvActivationNorm(nn.Module):
-    """``BatchNorm(act(conv(x)))``, the unit ConvMixer is made of.
+    """``norm(act(conv(x)))``, the unit ConvMixer is made of.
 
     Args:
         conv (nn.Conv2d): The convolution.
-        act (str): Activation name.
+        act_cfg (str | dict): Activation.
+        norm_cfg (dict): The norm. Defaults to ``dict(type='BN')``.
     """
 
-    def __init__(self, conv: nn.Conv2d, act: str) -> None:
+    def __init__(self,
+                 conv: nn.Conv2d,
+                 act_cfg: CfgType,
+                 norm_cfg: dict = dict(type='BN')) -> None:
         super().__init__()
         self.conv = conv
-        self.act_norm = ActivationNorm(act, conv.out_channels)
+        self.act_norm = ActivationNorm(act_cfg, conv.out_channels, norm_cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.act_norm.norm, ChannelAffine):  # deploy form
-            return self.act_norm.norm(self.forward_act(x))
         return self.act_norm(self.conv(x))
-
-    def forward_act(self, x: torch.Tensor) -> torch.Tensor:
-        """``act(conv(x))``, before the norm (the deploy form's callers
-        apply it themselves); on the CPU in fp32 without autograd, one
-        oneDNN convolution with the activation fused (the 1x1 convs and
-        the stem; the depthwise conv's ``'same'`` padding keeps the plain
-        form)."""
-        fused = fused_conv_act(self.conv, self.act_norm.act, x)
-        return self.act_norm.act(self.conv(x)) if fused is None else fused
 
 
 class ConvMixerBlock(nn.Module):
@@ -121,31 +107,33 @@ class ConvMixerBlock(nn.Module):
     Args:
         channels (int): Width of the block.
         kernel_size (int): Depthwise kernel (``padding='same'``).
-        act (str): Activation name.
+        act_cfg (str | dict): Activation.
         drop_path (float): Stochastic depth of the token-mixing branch.
             Defaults to 0.
+        norm_cfg (dict): The norms. Defaults to ``dict(type='BN')``.
     """
 
     def __init__(self,
                  channels: int,
                  kernel_size: int,
-                 act: str,
-                 drop_path: float = 0.) -> None:
+                 act_cfg: CfgType,
+                 drop_path: float = 0.,
+                 norm_cfg: dict = dict(type='BN')) -> None:
         super().__init__()
         self.token_mixer = ConvActivationNorm(
-            DepthwiseConv2d(channels, kernel_size), act)
+            nn.Conv2d(
+                channels,
+                channels,
+                kernel_size,
+                groups=channels,
+                padding='same'), act_cfg, norm_cfg)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else (
             nn.Identity())
         self.channel_mixer = ConvActivationNorm(
-            nn.Conv2d(channels, channels, 1), act)
+            nn.Conv2d(channels, channels, 1), act_cfg, norm_cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        norm = self.token_mixer.act_norm.norm
-        if isinstance(norm, ChannelAffine) and isinstance(
-                self.drop_path, nn.Identity):  # deploy form
-            x = norm.add_to(x, self.token_mixer.forward_act(x))
-        else:
-            x = add_residual(x, self.drop_path(self.token_mixer(x)))
+        x = add_residual(x, self.drop_path(self.token_mixer(x)))
         return self.channel_mixer(x)
 
 
@@ -315,6 +303,32 @@ class ConvMixer(BaseDenseBackbone):
                         act='gelu'),
     }  # yapf: disable
     arch_keys = ('dim', 'depth', 'kernel_size', 'patch_size', 'act')
+    family_name = 'convmixer'
+    published = {
+        '1536_20': dict(params=51.6, gmacs=48.7),
+        '768_32': dict(params=21.1, gmacs=19.6),
+        '1024_20': dict(params=24.4, gmacs=5.6),
+    }
+    # The published GMACs leave out the padding='same' depthwise convs.
+    published_uncounted_ops = ('depthwise_convolution', )
+    timm_names = {
+        '1536_20': 'convmixer_1536_20',
+        '768_32': 'convmixer_768_32',
+        '1024_20': 'convmixer_1024_20_ks9_p14',
+    }
+    mmpretrain = dict(
+        type='ConvMixer',
+        archs={'1536_20': '1536/20', '768_32': '768/32', '1024_20': '1024/20'},
+        # mmpretrain's default GELU is not the paper's for 768/32.
+        kwargs={'768_32': dict(act_cfg=dict(type='ReLU'))},
+        stem='stem',
+        units='stages')
+    # Channels-last is slower for ConvMixer on CPUs: its depthwise
+    # convolutions lose more than its 1x1 convolutions gain.
+    cpu_memory_format = torch.contiguous_format
+    # timm's forward_features has no pyramid.
+    benchmark_kwargs = dict(pyramid=None)
+    tiny_arch = dict(dim=16, depth=4, kernel_size=5, patch_size=7, act='gelu')
     unit_name = 'blocks'
     unit_word = 'block'
     classifier_prefixes = ('head.', )
@@ -330,22 +344,23 @@ class ConvMixer(BaseDenseBackbone):
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  drop_path_rate: float = 0.,
+                 norm_cfg: dict = dict(type='BN'),
+                 act_cfg: Optional[dict] = None,
                  pyramid: Optional[dict] = default_pyramid,
                  out_channels: Optional[Union[int, Sequence[int]]] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        check_arguments(
-            type(self).__name__,
+        super().__init__(
             in_channels=in_channels,
+            out_indices=out_indices,
             frozen_stages=frozen_stages,
             norm_eval=norm_eval,
             with_cp=with_cp,
-            drop_path_rate=drop_path_rate)
-        if out_indices is not None:
-            check_arguments(type(self).__name__, out_indices=out_indices)
+            init_cfg=init_cfg)
+        check_arguments(type(self).__name__, drop_path_rate=drop_path_rate)
         settings = self.init_arch(arch)
         dim, depth = settings['dim'], settings['depth']
-        patch_size, act = settings['patch_size'], settings['act']
+        patch_size = settings['patch_size']
+        act = settings['act'] if act_cfg is None else act_cfg
         build_activation(act)  # an unknown name raises here
         if depth < 1:
             raise ValueError(f'ConvMixer arch: depth must be >= 1, got '
@@ -354,26 +369,21 @@ class ConvMixer(BaseDenseBackbone):
         # At least one patch, and 3 pixels for the stride-4 level size.
         self.min_input_size = patch_size if pyramid is None else max(
             patch_size, 3)
-        self.deployed = False
         self.stem = ConvActivationNorm(
-            nn.Conv2d(in_channels, dim, patch_size, stride=patch_size), act)
+            nn.Conv2d(in_channels, dim, patch_size, stride=patch_size), act,
+            norm_cfg)
         rates = torch.linspace(
             0, drop_path_rate, depth, device='cpu').tolist()
         self.blocks = nn.ModuleList(
-            ConvMixerBlock(dim, settings['kernel_size'], act, rate)
+            ConvMixerBlock(dim, settings['kernel_size'], act, rate, norm_cfg)
             for rate in rates)
         if out_indices is None:
-            out_indices = tuple(depth * (i + 1) // 4 - 1
-                                for i in range(4)) if depth >= 4 else (-1, )
-        self._setup_outputs(
-            in_channels,
-            out_indices,
-            frozen_stages,
-            norm_eval,
-            with_cp, [dim] * depth,
-            out_norm=None)
+            self.out_indices = tuple(
+                depth * (i + 1) // 4 - 1
+                for i in range(4)) if depth >= 4 else (-1, )
+        self.setup_outputs([dim] * depth, out_norm=None)
         self._build_pyramid(pyramid, out_channels, dim)
-        # The pyramid was built after _setup_outputs' freezing; it is
+        # The pyramid was built after setup_outputs' freezing; it is
         # never frozen (it is new), but keep one place deciding that.
         self._freeze()
 
@@ -427,26 +437,33 @@ class ConvMixer(BaseDenseBackbone):
 
     # -------------------------------------------------------- forward ----
     def forward(self, x: torch.Tensor) -> tuple:
-        # forward_outputs sizes the levels from the input, not from the
-        # stride-patch_size features (floor(H / p) loses the remainder).
-        self._input_size = tuple(x.shape[-2:])
-        return super().forward(x)
-
-    def forward_outputs(self, features: List[torch.Tensor]) -> tuple:
+        self.check_input(x)
+        features = self.unit_outputs(x)
         if self.pyramid is None:
             return tuple(features)
-        height, width = self._input_size
-        outputs = []
+        return self.forward_pyramid(features, tuple(x.shape[-2:]))
+
+    def forward_pyramid(self, features: List[torch.Tensor],
+                        input_size: Tuple[int, int]) -> tuple:
+        """Resample the selected blocks' outputs to the pyramid levels of
+        an input of ``input_size`` (H, W)."""
+        height, width = input_size
         if len(features) == 1:  # one block feeds every level
             features = features * len(self.pyramid)
-        for level, feature in zip(self.pyramid, features):
-            size = (pyramid_size(height, level.stride),
-                    pyramid_size(width, level.stride))
-            if self.with_cp and self.training and torch.is_grad_enabled():
-                outputs.append(self.run_block(_Bound(level, size), feature))
-            else:
-                outputs.append(level(feature, size))
-        return tuple(outputs)
+        return tuple(
+            self.run_block(level, feature, (pyramid_size(
+                height, level.stride), pyramid_size(width, level.stride)))
+            for level, feature in zip(self.pyramid, features))
+
+    @classmethod
+    def classifier_head(cls, channels: int,
+                        num_classes: int = 1000) -> nn.Module:
+        """Global average and a linear layer (no final norm)."""
+        return nn.Sequential(MeanTokens(), nn.Linear(channels, num_classes))
+
+    @classmethod
+    def classifier_kwargs(cls) -> dict:
+        return dict(out_indices=-1, pyramid=None)
 
     def min_single_image_training_size(self) -> int:
         # The patch grid is n // patch wide: one patch up to 2 * patch - 1.
@@ -479,6 +496,7 @@ class ConvMixer(BaseDenseBackbone):
         relu = isinstance(self.stem.act_norm.act, nn.ReLU)
         _deploy_layer(self.stem, relu)
         for block in self.blocks:
+            block.drop_path = nn.Identity()
             shift = _deploy_layer(block.token_mixer, relu, keep_shift=False)
             conv = block.channel_mixer.conv
             conv.bias.add_(conv.weight.flatten(1) @ shift)
@@ -532,19 +550,6 @@ class ConvMixer(BaseDenseBackbone):
             "'blocks.0.0.fn.0.weight'; mmpretrain: 'backbone.stem.0.weight',"
             " 'backbone.stages.0.0.fn.0.weight'; locuslab: '0.weight', "
             f"'3.0.fn.0.weight'); first keys: {list(state_dict)[:5]}")
-
-
-class _Bound(nn.Module):
-    """A pyramid level with its output size fixed, so that it can be
-    checkpointed like a block (``module(x)``)."""
-
-    def __init__(self, level: PyramidLevel, size: Tuple[int, int]) -> None:
-        super().__init__()
-        self.level = level
-        self.size = size
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.level(x, self.size)
 
 
 def _deploy_layer(layer: ConvActivationNorm,

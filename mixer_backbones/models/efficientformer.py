@@ -7,11 +7,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from torch.nn.modules.batchnorm import _BatchNorm
+
 from ..checkpoint import CheckpointError
 from ..registry import MODELS
-from .base import BaseDenseBackbone, StateDict
+from .base import MeanTokens, StateDict
 from .layers import (ConvMlp, DropPath, LayerNorm, LayerScale, PoolingMixer,
-                     add_residual, build_activation, fold_batchnorm)
+                     add_residual, build_activation, build_norm,
+                     fold_batchnorm)
+from .metaformer import (MetaFormerBackbone, MetaFormerBlock, MetaFormerStage,
+                         drop_path_rates)
 from .validation import check_arguments
 
 BIAS_MODES = ('bicubic', 'bilinear', 'clamp')
@@ -174,50 +179,6 @@ class TokenMlp(nn.Module):
         return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
 
 
-class Meta4DBlock(nn.Module):
-    """``x + ls1 * (pool(x) - x)``, then ``x + ls2 * MLP(x)`` on NCHW maps,
-    where MLP is 1x1 conv - BN - GELU - 1x1 conv - BN (no norm before the
-    pooling mixer, unlike PoolFormer)."""
-
-    def __init__(self,
-                 channels: int,
-                 mlp_ratio: float = 4.,
-                 pool_size: int = 3,
-                 drop_path: float = 0.,
-                 layer_scale_init_value: float = 1e-5) -> None:
-        super().__init__()
-        self.token_mixer = PoolingMixer(pool_size)
-        self.layer_scale1 = LayerScale(channels, layer_scale_init_value)
-        self.mlp = ConvMlp(
-            channels, int(channels * mlp_ratio), act='gelu', with_norm=True)
-        self.layer_scale2 = LayerScale(channels, layer_scale_init_value)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else (
-            nn.Identity())
-        self.deployed = False
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.deployed:
-            # x + ls1 * (pool(x) - x) in one pass over x.
-            scale = self.layer_scale1.weight.to(x.dtype).view(-1, 1, 1)
-            x = torch.lerp(x, self.token_mixer.pool(x), scale)
-            return self.mlp.forward_residual(x, x)
-        x = add_residual(
-            x, self.drop_path(self.layer_scale1(self.token_mixer(x))))
-        return add_residual(x,
-                            self.drop_path(self.layer_scale2(self.mlp(x))))
-
-    def switch_to_deploy(self) -> None:
-        """After the MLP's BatchNorms are folded: fold the second layer
-        scale into ``mlp.fc2`` and run the MLP with its residual addition
-        (fused on the CPU; see :meth:`ConvMlp.forward_residual`)."""
-        if self.deployed:
-            return
-        self.mlp.fold_output_scale(self.layer_scale2.weight)
-        self.layer_scale2 = nn.Identity()
-        self.drop_path = nn.Identity()
-        self.deployed = True
-
-
 class Meta3DBlock(nn.Module):
     """A transformer block on the flattened grid: ``x + ls1 *
     attention(LN(x))``, then ``x + ls2 * MLP(LN(x))``.
@@ -258,34 +219,25 @@ class Meta3DBlock(nn.Module):
         return tokens.transpose(1, 2).reshape(batch, channels, height, width)
 
 
-class EfficientFormerStage(nn.Module):
-    """An optional stride-2 conv-BN downsample followed by blocks."""
-
-    def __init__(self, downsample: Optional[nn.Module],
-                 blocks: Sequence[nn.Module]) -> None:
-        super().__init__()
-        self.downsample = downsample if downsample is not None else (
-            nn.Identity())
-        self.blocks = nn.Sequential(*blocks)
-
-
-def _conv_bn(in_channels: int, out_channels: int, suffix: str = '') -> list:
+def _conv_bn(in_channels: int, out_channels: int, norm_cfg: dict,
+             suffix: str = '') -> list:
     return [
         (f'conv{suffix}',
          nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1)),
-        (f'norm{suffix}', nn.BatchNorm2d(out_channels)),
+        (f'norm{suffix}', build_norm(norm_cfg, out_channels)),
     ]
 
 
 @MODELS.register_module()
-class EfficientFormer(BaseDenseBackbone):
+class EfficientFormer(MetaFormerBackbone):
     """EfficientFormer backbone with a 4/8/16/32 feature pyramid, at any
     input size.
 
     From `EfficientFormer: Vision Transformers at MobileNet Speed
     <https://arxiv.org/abs/2206.01191>`_: a stem of two stride-2
     conv-BN-ReLU, four stages of pooling-mixer blocks with a conv-BN MLP
-    ("Meta4D"), a stride-2 conv-BN between stages, and ``vit_num``
+    ("Meta4D": :class:`~.metaformer.MetaFormerBlock` without norms), a
+    stride-2 conv-BN between stages, and ``vit_num``
     transformer blocks ("Meta3D") at the end of the last stage. Every level
     is returned as NCHW, and each requested level gets a new
     GroupNorm(1, C), as in the paper's dense models.
@@ -330,6 +282,11 @@ class EfficientFormer(BaseDenseBackbone):
             Defaults to False.
         drop_path_rate (float): Stochastic depth, increasing linearly over
             the blocks up to this rate. Defaults to 0.
+        norm_cfg (dict): The BatchNorms of the stem, the downsamples and
+            the Meta4D MLPs (e.g. ``dict(type='SyncBN')``). Defaults to
+            ``dict(type='BN')``.
+        act_cfg (dict): Activation of the Meta4D MLPs (the stem keeps its
+            ReLUs). Defaults to ``dict(type='GELU')``.
         layer_scale_init_value (float, optional): Overrides the arch's
             initial layer scale (1e-5 for L1/L3, 1e-6 for L7).
             Defaults to None (the arch's value).
@@ -366,6 +323,17 @@ class EfficientFormer(BaseDenseBackbone):
     arch_keys = ('depths', 'widths', 'vit_num')
     arch_optional_keys = ('layer_scale_init_value', 'num_heads', 'key_dim',
                           'attn_ratio')
+    family_name = 'efficientformer'
+    published = {
+        'l1': dict(params=12.3, gmacs=1.3),
+        'l3': dict(params=31.4, gmacs=3.9),
+        'l7': dict(params=82.2, gmacs=10.2),
+    }
+    timm_names = {arch: f'efficientformer_{arch}' for arch in arch_zoo}
+    mmpretrain = dict(
+        type='EfficientFormer', stem='patch_embed', units='network')
+    cpu_memory_format = torch.channels_last
+    tiny_arch = dict(depths=[1, 1, 1, 2], widths=[8, 16, 24, 32], vit_num=1)
     classifier_prefixes = ('head.', 'head_dist.', 'norm.')
 
     def __init__(self,
@@ -376,19 +344,22 @@ class EfficientFormer(BaseDenseBackbone):
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  drop_path_rate: float = 0.,
+                 norm_cfg: dict = dict(type='BN'),
+                 act_cfg: dict = dict(type='GELU'),
                  layer_scale_init_value: Optional[float] = None,
                  pool_size: int = 3,
                  mlp_ratio: float = 4.,
                  bias_mode: str = 'bicubic',
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        check_arguments(
-            type(self).__name__,
+        super().__init__(
             in_channels=in_channels,
             out_indices=out_indices,
             frozen_stages=frozen_stages,
             norm_eval=norm_eval,
             with_cp=with_cp,
+            init_cfg=init_cfg)
+        check_arguments(
+            type(self).__name__,
             drop_path_rate=drop_path_rate,
             layer_scale_init_value=layer_scale_init_value,
             pool_size=pool_size,
@@ -415,49 +386,52 @@ class EfficientFormer(BaseDenseBackbone):
             bias_mode=bias_mode)
         self.vit_num = vit_num
         self.bias_mode = bias_mode
-        self.deployed = False
 
         stem_channels = widths[0] // 2
         self.stem = nn.Sequential(
             OrderedDict(
-                _conv_bn(in_channels, stem_channels, '1') +
+                _conv_bn(in_channels, stem_channels, norm_cfg, '1') +
                 [('act1', nn.ReLU())] +
-                _conv_bn(stem_channels, widths[0], '2') +
+                _conv_bn(stem_channels, widths[0], norm_cfg, '2') +
                 [('act2', nn.ReLU())]))
-        rates = torch.linspace(
-            0, drop_path_rate, sum(depths), device='cpu').tolist()
         self.stages = nn.ModuleList()
+        rates = drop_path_rates(depths, drop_path_rate)
         last = len(depths) - 1
         for i, (depth, width) in enumerate(zip(depths, widths)):
             downsample = None if i == 0 else nn.Sequential(
-                OrderedDict(_conv_bn(widths[i - 1], width)))
-            first = sum(depths[:i])
+                OrderedDict(_conv_bn(widths[i - 1], width, norm_cfg)))
             num_3d = vit_num if i == last else 0
             blocks = []
-            for j in range(depth):
+            for j, rate in enumerate(rates[i]):
                 if j >= depth - num_3d:
                     blocks.append(
-                        Meta3DBlock(width, mlp_ratio, rates[first + j],
+                        Meta3DBlock(width, mlp_ratio, rate,
                                     layer_scale_init_value, attention))
                 else:
                     blocks.append(
-                        Meta4DBlock(width, mlp_ratio, pool_size,
-                                    rates[first + j], layer_scale_init_value))
-            self.stages.append(EfficientFormerStage(downsample, blocks))
-        self._setup_outputs(in_channels, out_indices, frozen_stages, norm_eval,
-                            with_cp, widths)
+                        MetaFormerBlock(
+                            width,
+                            token_mixer=PoolingMixer(pool_size),
+                            mlp=ConvMlp(width, int(width * mlp_ratio),
+                                        act_cfg, norm_cfg),
+                            layer_scale_init_value=layer_scale_init_value,
+                            drop_path=rate))
+            self.stages.append(MetaFormerStage(downsample, blocks))
+        self.setup_outputs(widths)
 
     def forward_unit(self, index: int, x: torch.Tensor) -> torch.Tensor:
-        """Run stage ``index`` on NCHW maps, checkpointing block by block
-        when ``with_cp`` is set; the Meta3D blocks take and return NCHW
-        maps too, and the output is contiguous."""
-        stage = self.stages[index]
-        x = stage.downsample(x)
-        for block in stage.blocks:
-            x = self.run_block(block, x)
         # After Meta3D blocks the map is a channels-last view of the
         # tokens; hand the necks a standard contiguous NCHW tensor.
-        return x.contiguous()
+        return super().forward_unit(index, x).contiguous()
+
+    @classmethod
+    def classifier_head(cls, channels: int,
+                        num_classes: int = 1000) -> nn.Module:
+        """LayerNorm over the last stage's tokens, global average, and the
+        average of the classification and distillation heads."""
+        return nn.Sequential(
+            _TokenLayerNorm(channels), MeanTokens(),
+            _DistilledHeads(channels, num_classes))
 
     def min_single_image_training_size(self) -> int:
         # Five stride-2 convs (3x3, padding 1): the last map is
@@ -465,38 +439,26 @@ class EfficientFormer(BaseDenseBackbone):
         return 33
 
     # ---------------------------------------------------------- deploy --
+    @torch.no_grad()
     def switch_to_deploy(self) -> 'EfficientFormer':
         """Fold every BatchNorm (stem, downsamples, Meta4D MLPs) into the
         conv before it, in place, using its running statistics, and the
-        Meta4D blocks' second layer scale into their MLP, whose two 1x1
-        convs then run fused with the GELU and the residual addition on
-        the CPU in fp32 (oneDNN; fastest with ``channels_last`` inputs).
-        The model has no BatchNorm left and gives the same outputs in eval
-        mode; the form is for inference. Returns the model."""
+        Meta4D blocks' second layer scale into their MLP. The model has no
+        BatchNorm left and gives the same outputs in eval mode; the form is
+        for inference (on the CPU, see
+        :func:`mixer_backbones.ops.cpu.optimize`). Returns the model."""
+        if self.deployed:
+            return self
         pairs = [(self.stem, 'conv1', 'norm1'), (self.stem, 'conv2', 'norm2')]
-        for stage in self.stages:
-            if isinstance(stage.downsample, nn.Sequential):
-                pairs.append((stage.downsample, 'conv', 'norm'))
-            for block in stage.blocks:
-                if isinstance(block, Meta4DBlock):
-                    pairs += [(block.mlp, 'fc1', 'norm1'),
-                              (block.mlp, 'fc2', 'norm2')]
+        pairs += [(stage.downsample, 'conv', 'norm') for stage in self.stages
+                  if isinstance(stage.downsample, nn.Sequential)]
         for parent, conv_name, norm_name in pairs:
             norm = getattr(parent, norm_name)
-            if not isinstance(norm, nn.BatchNorm2d):
-                continue  # already folded
-            conv = getattr(parent, conv_name)
-            fused = fold_batchnorm(conv, norm)
-            fused.weight.requires_grad_(conv.weight.requires_grad)
-            fused.bias.requires_grad_(conv.weight.requires_grad)
-            setattr(parent, conv_name, fused)
-            setattr(parent, norm_name, nn.Identity())
-        for stage in self.stages:
-            for block in stage.blocks:
-                if isinstance(block, Meta4DBlock):
-                    block.switch_to_deploy()
-        self.deployed = True
-        return self
+            if isinstance(norm, _BatchNorm):
+                setattr(parent, conv_name,
+                        fold_batchnorm(getattr(parent, conv_name), norm))
+                setattr(parent, norm_name, nn.Identity())
+        return super().switch_to_deploy()
 
     # ---------------------------------------------------------- weights --
     @classmethod
@@ -547,6 +509,25 @@ class EfficientFormer(BaseDenseBackbone):
             "'patch_embed.0.weight'; mmpretrain: "
             "'patch_embed.0.conv.weight' under 'backbone.'); first keys: "
             f'{keys[:5]}')
+
+
+class _TokenLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channels of an NCHW map, as tokens."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.flatten(2).transpose(1, 2))
+
+
+class _DistilledHeads(nn.Module):
+    """The classification and distillation heads, averaged."""
+
+    def __init__(self, channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.head = nn.Linear(channels, num_classes)
+        self.dist_head = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.head(x) + self.dist_head(x)) / 2
 
 
 # ------------------------------------------------------------ converters --

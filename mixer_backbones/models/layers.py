@@ -1,27 +1,89 @@
 """Building blocks shared by the model families.
 
-PoolFormer and EfficientFormer share the pooling token mixer, the 1x1-conv
-MLP and layer scale; every family shares stochastic depth.  Keeping them in
-one place keeps the two MetaFormer families numerically identical where
-their papers are.
+The MetaFormer families share the pooling token mixer, the 1x1-conv MLP
+and layer scale; every family shares stochastic depth and the norm and
+activation builders.  Everything here is plain PyTorch: backend-specific
+fast paths live in :mod:`mixer_backbones.ops.cpu`.
 """
-import weakref
-from typing import Optional, Tuple
+from typing import Optional, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.modules.batchnorm import _BatchNorm
+
+CfgType = Union[str, dict]
+
+# Activation names of the arch tables and of OpenMMLab's ``act_cfg``.
+_ACTIVATIONS = {
+    'gelu': nn.GELU,
+    'relu': nn.ReLU,
+    'silu': nn.SiLU,
+}
 
 
-def build_activation(name: str) -> nn.Module:
-    """Return a fresh activation module for ``'gelu'``, ``'relu'`` or
-    ``'silu'`` (case-insensitive)."""
-    table = {'gelu': nn.GELU, 'relu': nn.ReLU, 'silu': nn.SiLU}
+def build_activation(cfg: CfgType) -> nn.Module:
+    """A fresh activation from a name (``'gelu'``, ``'relu'``, ``'silu'``,
+    case-insensitive) or an OpenMMLab ``act_cfg`` such as
+    ``dict(type='GELU')``; other types are built from mmengine's
+    ``MODELS`` registry (which mmcv fills when imported)."""
+    if isinstance(cfg, str):
+        cfg = dict(type=cfg)
+    if not isinstance(cfg, dict) or 'type' not in cfg:
+        raise TypeError(f'an activation is a name or a dict with a type, '
+                        f'got {cfg!r}')
+    cfg = dict(cfg)
+    name = cfg.pop('type')
+    cfg.pop('inplace', None)  # never in place: inputs may be reused
     key = name.lower() if isinstance(name, str) else name
-    if key not in table:
-        raise ValueError(f'unknown activation {name!r}; valid: '
-                         f'{sorted(table)}')
-    return table[key]()
+    if key in _ACTIVATIONS:
+        return _ACTIVATIONS[key](**cfg)
+    return _build_from_registry(dict(type=name, **cfg), 'activation',
+                                sorted(_ACTIVATIONS))
+
+
+def build_norm(cfg: Optional[dict], channels: int) -> nn.Module:
+    """A norm layer over ``channels`` from an OpenMMLab ``norm_cfg``.
+
+    ``BN``/``BN2d``, ``SyncBN``, ``GN`` (``num_groups``, default 1: the
+    MetaFormer GroupNorm) and ``LN`` (over channels of token tensors) are
+    built here, with the result in the input's dtype (see
+    :class:`GroupNorm1`); other types come from mmengine's ``MODELS``
+    registry. ``requires_grad=False`` freezes the affine parameters (with
+    ``norm_eval=True``, a frozen BatchNorm). ``None`` gives
+    ``nn.Identity()``.
+    """
+    if cfg is None:
+        return nn.Identity()
+    if not isinstance(cfg, dict) or 'type' not in cfg:
+        raise TypeError(f'norm_cfg must be a dict with a type, got {cfg!r}')
+    cfg = dict(cfg)
+    name = cfg.pop('type')
+    requires_grad = cfg.pop('requires_grad', True)
+    if name in ('BN', 'BN2d'):
+        layer = nn.BatchNorm2d(channels, **cfg)
+    elif name == 'SyncBN':
+        layer = nn.SyncBatchNorm(channels, **cfg)
+    elif name == 'GN':
+        layer = GroupNorm(cfg.pop('num_groups', 1), channels, **cfg)
+    elif name == 'LN':
+        layer = LayerNorm(channels, **cfg)
+    else:
+        layer = _build_from_registry(
+            dict(type=name, num_features=channels, **cfg), 'norm',
+            ['BN', 'SyncBN', 'GN', 'LN'])
+    for param in layer.parameters():
+        param.requires_grad = requires_grad
+    return layer
+
+
+def _build_from_registry(cfg: dict, what: str, known) -> nn.Module:
+    from mmengine.registry import MODELS
+    if MODELS.get(cfg['type']) is None:
+        raise ValueError(f'unknown {what} type {cfg["type"]!r}; built in: '
+                         f'{known}, or any type registered in mmengine\'s '
+                         f'MODELS (import mmcv.cnn for its layers)')
+    return MODELS.build(cfg)
 
 
 class DropPath(nn.Module):
@@ -87,19 +149,21 @@ class LayerScale(nn.Module):
         return x * weight
 
 
-class GroupNorm1(nn.GroupNorm):
-    """GroupNorm with one group: normalises over (C, H, W) per sample.
-
-    The result comes back in the input's dtype: under autocast on GPUs
-    ``group_norm`` computes in fp32, and handing that on would make the
-    pooling and layer scale after it keep fp32 tensors for backward.
-    """
-
-    def __init__(self, num_channels: int, eps: float = 1e-5) -> None:
-        super().__init__(1, num_channels, eps=eps)
+class GroupNorm(nn.GroupNorm):
+    """GroupNorm whose result comes back in the input's dtype: under
+    autocast on GPUs ``group_norm`` computes in fp32, and handing that on
+    would make the layers after it keep fp32 tensors for backward."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x).to(x.dtype)
+
+
+class GroupNorm1(GroupNorm):
+    """GroupNorm with one group: normalises over (C, H, W) per sample, the
+    norm of the MetaFormer blocks and of the per-level outputs."""
+
+    def __init__(self, num_channels: int, eps: float = 1e-5) -> None:
+        super().__init__(1, num_channels, eps=eps)
 
 
 class LayerNorm(nn.LayerNorm):
@@ -115,11 +179,15 @@ class PoolingMixer(nn.Module):
 
     The average excludes padding (``count_include_pad=False``), as in the
     papers; subtracting ``x`` makes the block's residual add the pooled
-    value rather than the input twice.
+    value rather than the input twice. It is linear and acts on each
+    channel alone (``per_channel_linear``), so a per-channel scale of its
+    input, such as a layer scale after it, commutes with it.
 
     Args:
         pool_size (int): Pooling window. Defaults to 3.
     """
+
+    per_channel_linear = True
 
     def __init__(self, pool_size: int = 3) -> None:
         super().__init__()
@@ -146,14 +214,15 @@ class ConvMlp(nn.Module):
 
     ``fc1 -> [norm1] -> act -> drop -> fc2 -> [norm2] -> drop``; the norms
     (BatchNorm in EfficientFormer, none in PoolFormer) are present only
-    when ``with_norm`` is set.  Modules are registered in forward order so
+    when ``norm_cfg`` is given.  Modules are registered in forward order so
     that mmcv's ``fuse_conv_bn`` pairs each BatchNorm with its own conv.
 
     Args:
         in_channels (int): Input and output channels.
         hidden_channels (int): Hidden channels.
-        act (str): Activation name. Defaults to ``'gelu'``.
-        with_norm (bool): Follow each conv with BatchNorm. Defaults to False.
+        act_cfg (str | dict): Activation. Defaults to ``'gelu'``.
+        norm_cfg (dict, optional): Norm after each conv (see
+            :func:`build_norm`). Defaults to None (no norm).
         drop (float): Dropout after the activation and at the end.
             Defaults to 0.
     """
@@ -161,207 +230,45 @@ class ConvMlp(nn.Module):
     def __init__(self,
                  in_channels: int,
                  hidden_channels: int,
-                 act: str = 'gelu',
-                 with_norm: bool = False,
+                 act_cfg: CfgType = 'gelu',
+                 norm_cfg: Optional[dict] = None,
                  drop: float = 0.) -> None:
         super().__init__()
         self.fc1 = nn.Conv2d(in_channels, hidden_channels, 1)
-        self.norm1 = (
-            nn.BatchNorm2d(hidden_channels) if with_norm else nn.Identity())
-        self.act = build_activation(act)
+        self.norm1 = build_norm(norm_cfg, hidden_channels)
+        self.act = build_activation(act_cfg)
         self.drop1 = nn.Dropout(drop) if drop > 0 else nn.Identity()
         self.fc2 = nn.Conv2d(hidden_channels, in_channels, 1)
-        self.norm2 = (
-            nn.BatchNorm2d(in_channels) if with_norm else nn.Identity())
+        self.norm2 = build_norm(norm_cfg, in_channels)
         self.drop2 = nn.Dropout(drop) if drop > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.drop1(self.act(self.norm1(self.fc1(x))))
         return self.drop2(self.norm2(self.fc2(x)))
 
+    def fold_batchnorms(self) -> None:
+        """Fold each BatchNorm into the conv before it (eval-mode
+        statistics); the norms become ``nn.Identity()``."""
+        for conv_name, norm_name in (('fc1', 'norm1'), ('fc2', 'norm2')):
+            norm = getattr(self, norm_name)
+            if isinstance(norm, _BatchNorm):
+                setattr(self, conv_name,
+                        fold_batchnorm(getattr(self, conv_name), norm))
+                setattr(self, norm_name, nn.Identity())
+
     def fold_output_scale(self, scale: torch.Tensor) -> None:
         """Multiply the output by the per-channel ``scale`` (a layer scale)
         through ``fc2``'s weights; needs the norms folded already."""
         if not isinstance(self.norm2, nn.Identity):
-            raise RuntimeError('fold the BatchNorms before the layer scale')
+            raise RuntimeError('fold the norms before the layer scale')
         with torch.no_grad():
             self.fc2.weight.mul_(scale.view(-1, 1, 1, 1))
             self.fc2.bias.mul_(scale)
 
-    def forward_residual(self, x: torch.Tensor,
-                         residual: torch.Tensor) -> torch.Tensor:
-        """``residual + self(x)`` for an MLP without norms or dropout (the
-        deploy form). On the CPU in fp32 without autograd, oneDNN runs
-        fc1 with its GELU and fc2 with the residual addition as two fused
-        convolutions, which saves two full passes over the widest tensor
-        and the output; elsewhere it is the plain computation."""
-        if _can_fuse(x, self):
-            hidden = fused_conv_act(self.fc1, self.act, x)
-            return _onednn_conv().binary(hidden, residual,
-                                         _onednn_weight(self.fc2, hidden),
-                                         self.fc2.bias, [0, 0], [1, 1],
-                                         [1, 1], 1, 'add', None, None, [],
-                                         None)
-        return add_residual(residual, self(x))
 
-
-def _onednn_conv():
-    return torch.ops.mkldnn._convolution_pointwise
-
-
-_HAVE_ONEDNN_FUSION = (torch.backends.mkldnn.is_available()
-                       and hasattr(torch.ops.mkldnn, '_convolution_pointwise'))
-
-# conv -> ((weight version, weight address), weight in oneDNN's layout)
-_PACKED_WEIGHTS: 'weakref.WeakKeyDictionary' = weakref.WeakKeyDictionary()
-
-
-def _onednn_weight(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """``conv``'s weight for a fused oneDNN convolution of ``x``.
-
-    For channels_last inputs, the weight reordered once into oneDNN's own
-    layout and kept (outside the module: state dict, copies and devices
-    are unaffected) until the weight changes, instead of being reordered
-    on every call (5% of PoolFormer-S12's deploy + channels_last forward
-    at 512x512 on this project's CPU). For NCHW inputs that measured
-    slower, so the plain weight."""
-    if not x.is_contiguous(memory_format=torch.channels_last):
-        return conv.weight
-    weight = conv.weight
-    key = (weight._version, weight.data_ptr())
-    entry = _PACKED_WEIGHTS.get(conv)
-    if entry is None or entry[0] != key:
-        packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
-            weight.detach().to_mkldnn(), list(conv.padding),
-            list(conv.stride), list(conv.dilation), conv.groups,
-            list(x.shape))
-        entry = _PACKED_WEIGHTS[conv] = (key, packed)
-    return entry[1]
-
-
-def _onednn_activation(act: nn.Module) -> Optional[Tuple[str, str]]:
-    """oneDNN's name and algorithm for ``act``, or None if it has none
-    that is exact."""
-    if isinstance(act, nn.GELU) and act.approximate == 'none':
-        return 'gelu', 'none'
-    if isinstance(act, nn.ReLU):
-        return 'relu', None
-    return None
-
-
-def _fusable_activation(conv: nn.Conv2d, act: nn.Module,
-                        x: torch.Tensor) -> Optional[Tuple[str, str]]:
-    """oneDNN's post-op for ``act`` after ``conv`` on ``x``, or None where
-    the fused form does not apply: off the CPU, outside fp32, when
-    autograd needs the graph, under torch.compile (the compiler fuses
-    the traced plain form itself), or for padding oneDNN is not given."""
-    if (not _HAVE_ONEDNN_FUSION or torch.compiler.is_compiling()
-            or x.device.type != 'cpu' or x.dtype != torch.float32
-            or conv.weight.dtype != torch.float32
-            or isinstance(conv.padding, str)
-            or conv.padding_mode != 'zeros'
-            or (torch.is_grad_enabled() and
-                (x.requires_grad or conv.weight.requires_grad))):
-        return None
-    return _onednn_activation(act)
-
-
-def fused_conv_act(conv: nn.Conv2d, act: nn.Module,
-                   x: torch.Tensor) -> Optional[torch.Tensor]:
-    """``act(conv(x))`` as one oneDNN convolution with the activation as
-    its post-op (exact GELU or ReLU), which saves a full pass over the
-    output; None where that does not apply (see
-    :func:`_fusable_activation`), for the caller to run the plain form."""
-    activation = _fusable_activation(conv, act, x)
-    if activation is None:
-        return None
-    name, algorithm = activation
-    return _onednn_conv()(x, _onednn_weight(conv, x), conv.bias,
-                          list(conv.padding), list(conv.stride),
-                          list(conv.dilation), conv.groups, name, [],
-                          algorithm)
-
-
-def _can_fuse(x: torch.Tensor, mlp: ConvMlp) -> bool:
-    return (isinstance(mlp.act, nn.GELU)
-            and _fusable_activation(mlp.fc1, mlp.act, x) is not None
-            and isinstance(mlp.norm1, nn.Identity)
-            and isinstance(mlp.drop1, nn.Identity))
-
-
-class DepthwiseConv2d(nn.Conv2d):
-    """Depthwise ``padding='same'`` stride-1 convolution whose CPU training
-    backward (for odd kernels) is computed as two more depthwise
-    convolutions, which oneDNN runs far faster than its own backward:
-
-    - the input gradient is the output gradient convolved with the
-      flipped kernel (same padding);
-    - the weight gradient of channel ``c`` is the padded input of ``c``
-      correlated with its output gradient, a depthwise convolution over
-      the ``N * C`` (image, channel) maps with the gradient as kernel,
-      summed over the images.
-
-    Same parameters and state dict as ``nn.Conv2d``; the forward is the
-    plain one. On GPUs, under autocast or torch.compile, without
-    autograd and for even kernels (asymmetric padding) it is exactly
-    ``nn.Conv2d``.
-
-    Args:
-        channels (int): Input and output channels.
-        kernel_size (int): Kernel size.
-    """
-
-    def __init__(self, channels: int, kernel_size: int) -> None:
-        super().__init__(
-            channels, channels, kernel_size, groups=channels, padding='same')
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (self.kernel_size[0] % 2 == 1 and x.device.type == 'cpu'
-                and x.dtype == torch.float32
-                and torch.is_grad_enabled()
-                and (x.requires_grad or self.weight.requires_grad)
-                and not torch.is_autocast_enabled('cpu')
-                and not torch.compiler.is_compiling()):
-            return _DepthwiseConv.apply(x, self.weight, self.bias,
-                                        self.kernel_size[0] // 2)
-        return super().forward(x)
-
-
-class _DepthwiseConv(torch.autograd.Function):
-    """See :class:`DepthwiseConv2d`."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor,
-                bias: Optional[torch.Tensor], pad: int) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.pad = pad
-        return F.conv2d(x, weight, bias, padding=pad, groups=x.shape[1])
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor):
-        x, weight = ctx.saved_tensors
-        pad = ctx.pad
-        batch, channels, height, width = grad.shape
-        grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_x = F.conv2d(
-                grad, weight.flip((2, 3)), padding=pad, groups=channels)
-        if ctx.needs_input_grad[1]:
-            maps = batch * channels
-            padded = F.pad(x, (pad, pad, pad, pad)).reshape(
-                1, maps, height + 2 * pad, width + 2 * pad)
-            grad_w = F.conv2d(
-                padded, grad.reshape(maps, 1, height, width), groups=maps)
-            grad_w = grad_w.view(batch, channels, 1, 2 * pad + 1,
-                                 2 * pad + 1).sum(0)
-        if ctx.needs_input_grad[2]:
-            grad_b = grad.sum((0, 2, 3))
-        return grad_x, grad_w, grad_b, None
-
-
-def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """Return a conv equal to ``bn(conv(x))`` with ``bn`` in eval mode.
+def fold_batchnorm(conv: nn.Conv2d, bn: _BatchNorm) -> nn.Conv2d:
+    """Return a conv equal to ``bn(conv(x))`` with ``bn`` in eval mode
+    (its parameters train or stay frozen as the conv's did).
 
     Args:
         conv (nn.Conv2d): A convolution, with or without bias.
@@ -386,9 +293,5 @@ def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
         bias = conv.bias if conv.bias is not None else torch.zeros_like(
             bn.running_mean)
         fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+    fused.requires_grad_(conv.weight.requires_grad)
     return fused
-
-
-def maybe_identity(module: Optional[nn.Module]) -> nn.Module:
-    """``module`` itself, or ``nn.Identity()`` for ``None``."""
-    return nn.Identity() if module is None else module

@@ -88,8 +88,9 @@ def check_drop_path_rate(owner: str, name: str, value: Any) -> None:
 
 def check_out_indices(owner: str, name: str, value: Any) -> None:
     """An int or a sequence of ints (a string is neither); their range is
-    checked against the number of stages where the outputs are set up."""
-    if _is_int(value):
+    checked against the number of stages where the outputs are set up.
+    None stands for a family's default (ConvMixer's)."""
+    if value is None or _is_int(value):
         return
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise TypeError(f'{owner}: {name} must be an int or a sequence of '
@@ -120,7 +121,6 @@ ARGUMENT_CHECKS: Dict[str, Callable[[str, str, Any], None]] = {
     'mlp_ratio': check_positive,
     'pool_size': check_odd_size,
     'layer_scale_init_value': check_optional_finite,
-    'fused_token_mixer': check_bool,
 }
 
 
