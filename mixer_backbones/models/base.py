@@ -21,9 +21,10 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..checkpoint import (CheckpointError, extract_state_dict,
+from ..checkpoint import (CheckpointError, check_finite, extract_state_dict,
                           load_checkpoint_file, strip_prefix)
 from .layers import GroupNorm1
+from .validation import check_arch_dict, check_arguments, split_init_cfg
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -94,6 +95,8 @@ class BaseDenseBackbone(BaseModule):
             empty for abstract classes.
         arch_zoo (dict): Named variants, ``{name: settings}``.
         arch_keys (tuple): Keys a custom ``arch`` dict must provide.
+        arch_optional_keys (tuple): Other keys a custom ``arch`` dict may
+            provide; any other key is refused.
         published (dict): ``{arch: dict(params=M, gmacs=G)}``, the
             ImageNet classifier's published parameters (millions) and
             GMACs at 224x224, checked by the FLOPs counter's tests.
@@ -137,6 +140,7 @@ class BaseDenseBackbone(BaseModule):
     family_name = ''
     arch_zoo: Dict[str, dict] = {}
     arch_keys: Tuple[str, ...] = ()
+    arch_optional_keys: Tuple[str, ...] = ()
     published: Dict[str, dict] = {}
     published_uncounted_ops: Tuple[str, ...] = ()
     timm_names: Dict[str, str] = {}
@@ -159,6 +163,14 @@ class BaseDenseBackbone(BaseModule):
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
+        split_init_cfg(type(self).__name__, init_cfg)  # refuse bad forms now
+        check_arguments(
+            type(self).__name__,
+            in_channels=in_channels,
+            out_indices=out_indices,
+            frozen_stages=frozen_stages,
+            norm_eval=norm_eval,
+            with_cp=with_cp)
         super().__init__(init_cfg=init_cfg)
         self.in_channels = in_channels
         self.out_indices = out_indices
@@ -186,10 +198,8 @@ class BaseDenseBackbone(BaseModule):
                     f'{", ".join(cls.arch_keys)})')
             return copy.deepcopy(cls.arch_zoo[key])
         if isinstance(arch, Mapping):
-            missing = [k for k in cls.arch_keys if k not in arch]
-            if missing:
-                raise ValueError(f'{cls.__name__}: custom arch {dict(arch)} '
-                                 f'lacks the keys {missing}')
+            check_arch_dict(cls.__name__, arch, cls.arch_keys,
+                            cls.arch_optional_keys)
             return copy.deepcopy(dict(arch))
         raise TypeError(f'{cls.__name__}: arch must be a str or a dict, '
                         f'got {type(arch).__name__} {arch!r}')
@@ -274,6 +284,13 @@ class BaseDenseBackbone(BaseModule):
     # -------------------------------------------------------- forward ----
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a clear error for inputs the network cannot take."""
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            shown = x.dtype if isinstance(x, torch.Tensor) else type(x)
+            raise TypeError(
+                f'{type(self).__name__} expects a floating-point tensor '
+                f'(a normalised image batch, as the data preprocessor '
+                f'gives), got {shown}; convert it with .float() and '
+                f'normalise it first')
         if x.dim() != 4:
             raise ValueError(f'{type(self).__name__} expects a 4-D NCHW '
                              f'input, got shape {tuple(x.shape)}')
@@ -408,17 +425,26 @@ class BaseDenseBackbone(BaseModule):
     def init_weights(self) -> None:
         """Initialise from scratch, or from ``init_cfg=dict(type=
         'Pretrained', checkpoint=..., prefix=None)`` in any published
-        layout (see :meth:`load_pretrained`)."""
-        cfg = self.init_cfg
-        if isinstance(cfg, Mapping) and cfg.get('type') == 'Pretrained':
-            self.default_init()
-            self.load_pretrained(cfg['checkpoint'], prefix=cfg.get('prefix'))
-            self._is_init = True
-        elif cfg is None:
-            self.default_init()
-            self._is_init = True
-        else:
+        layout (see :meth:`load_pretrained`).
+
+        ``init_cfg`` may also be a list (as mmpretrain-style configs write
+        it); the ``Pretrained`` entry is always loaded by
+        :meth:`load_pretrained`, all or nothing, after the other entries
+        (as mmengine orders them), never by mmengine's loader, which would
+        load with ``strict=False``.
+        """
+        pretrained, others = split_init_cfg(type(self).__name__, self.init_cfg)
+        if pretrained is None and others:
             super().init_weights()
+            return
+        self.default_init()
+        if others:
+            from mmengine.model import initialize
+            initialize(self, others)
+        if pretrained is not None:
+            self.load_pretrained(
+                pretrained['checkpoint'], prefix=pretrained.get('prefix'))
+        self._is_init = True
 
     def load_pretrained(self,
                         checkpoint: str,
@@ -465,6 +491,7 @@ class BaseDenseBackbone(BaseModule):
                     f'no key of {checkpoint!r} starts with prefix '
                     f'{prefix!r}; first keys: {list(state)[:5]}')
             state = stripped
+        check_finite(state, checkpoint)
         try:
             converted, layout = cls.convert_checkpoint(state)
         except CheckpointError as err:

@@ -14,6 +14,7 @@ from ..registry import MODELS
 from .base import BaseDenseBackbone, MeanTokens, StateDict
 from .layers import (CfgType, DropPath, GroupNorm1, add_residual,
                      build_activation, build_norm)
+from .validation import check_arguments
 
 
 class ActivationNorm(nn.Module):
@@ -402,6 +403,7 @@ class ConvMixer(BaseDenseBackbone):
             norm_eval=norm_eval,
             with_cp=with_cp,
             init_cfg=init_cfg)
+        check_arguments(type(self).__name__, drop_path_rate=drop_path_rate)
         settings = self.init_arch(arch)
         dim, depth = settings['dim'], settings['depth']
         patch_size = settings['patch_size']

@@ -17,6 +17,7 @@ from .layers import (ConvMlp, DropPath, LayerNorm, LayerScale, PoolingMixer,
                      fold_batchnorm)
 from .metaformer import (MetaFormerBackbone, MetaFormerBlock, MetaFormerStage,
                          drop_path_rates)
+from .validation import check_arguments
 
 BIAS_MODES = ('bicubic', 'bilinear', 'clamp', 'dense')
 # The 'dense' table of the original dense models: a 25x25 offset grid in
@@ -420,6 +421,8 @@ class EfficientFormer(MetaFormerBackbone):
                    vit_num=8, layer_scale_init_value=1e-6),
     }  # yapf: disable
     arch_keys = ('depths', 'widths', 'vit_num')
+    arch_optional_keys = ('layer_scale_init_value', 'num_heads', 'key_dim',
+                          'attn_ratio')
     family_name = 'efficientformer'
     published = {
         'l1': dict(params=12.3, gmacs=1.3),
@@ -456,6 +459,12 @@ class EfficientFormer(MetaFormerBackbone):
             norm_eval=norm_eval,
             with_cp=with_cp,
             init_cfg=init_cfg)
+        check_arguments(
+            type(self).__name__,
+            drop_path_rate=drop_path_rate,
+            layer_scale_init_value=layer_scale_init_value,
+            pool_size=pool_size,
+            mlp_ratio=mlp_ratio)
         settings = self.init_arch(arch)
         depths, widths = settings['depths'], settings['widths']
         vit_num = settings['vit_num']

@@ -11,6 +11,7 @@ from .base import StateDict, collect_renamed
 from .layers import ConvMlp, PoolingMixer, build_norm
 from .metaformer import (MetaFormerBackbone, MetaFormerBlock, MetaFormerStage,
                          drop_path_rates)
+from .validation import check_arguments
 
 
 @MODELS.register_module()
@@ -84,6 +85,7 @@ class PoolFormer(MetaFormerBackbone):
                     layer_scale_init_value=1e-6),
     }  # yapf: disable
     arch_keys = ('depths', 'widths')
+    arch_optional_keys = ('layer_scale_init_value', )
     published = {
         's12': dict(params=11.9, gmacs=1.8),
         's24': dict(params=21.4, gmacs=3.4),
@@ -121,6 +123,12 @@ class PoolFormer(MetaFormerBackbone):
             norm_eval=norm_eval,
             with_cp=with_cp,
             init_cfg=init_cfg)
+        check_arguments(
+            type(self).__name__,
+            drop_path_rate=drop_path_rate,
+            layer_scale_init_value=layer_scale_init_value,
+            mlp_ratio=mlp_ratio,
+            pool_size=pool_size)
         settings = self.init_arch(arch)
         depths, widths = settings['depths'], settings['widths']
         if len(depths) != len(widths):
