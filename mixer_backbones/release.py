@@ -208,5 +208,5 @@ def check_against_model(state_dict: StateDict, model: nn.Module) -> dict:
             problems.append(f'{len(unexpected)} checkpoint keys fit nowhere '
                             f'in the model: {unexpected[:10]}')
         raise CheckpointError('the converted checkpoint does not fit the '
-                              f'model of the config: ' + '; '.join(problems))
+                              'model of the config: ' + '; '.join(problems))
     return dict(ignored=ignored, loaded=len(state_dict) - len(ignored))

@@ -1,6 +1,6 @@
 """PoolFormer (MetaFormer with a pooling token mixer) as a dense backbone."""
 import re
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
