@@ -17,6 +17,7 @@ from mixer_backbones.models import (MetaFormerBackbone, MetaFormerBlock,
                                     MetaFormerStage)
 from mixer_backbones.models.layers import ConvMlp, build_norm
 from mixer_backbones.models.metaformer import drop_path_rates
+from mixer_backbones.models.validation import check_arguments
 from mixer_backbones.ops import cpu
 
 
@@ -45,6 +46,7 @@ class ToyFormer(MetaFormerBackbone):
             norm_eval=norm_eval,
             with_cp=with_cp,
             init_cfg=init_cfg)
+        check_arguments(type(self).__name__, drop_path_rate=drop_path_rate)
         settings = self.init_arch(arch)
         depths, widths = settings['depths'], settings['widths']
         self.stem = nn.Conv2d(in_channels, widths[0], 7, stride=4, padding=2)
@@ -103,6 +105,8 @@ def test_the_contract_comes_from_the_base_classes(tmp_path):
     assert model.out_channels == [16, 32]
     with pytest.raises(ValueError, match='out of range'):
         ToyFormer(out_indices=(4, ))
+    with pytest.raises(ValueError, match='drop_path_rate'):
+        ToyFormer(drop_path_rate=1.0)
     # All-or-nothing loading through the family's converter.
     source = ToyFormer()
     path = str(tmp_path / 'toy.pth')
