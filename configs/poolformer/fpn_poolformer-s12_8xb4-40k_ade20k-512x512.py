@@ -9,10 +9,13 @@ _base_ = [
 ]
 custom_imports = dict(imports=['mixer_backbones'], allow_failed_imports=False)
 # The neck must fit the backbone (checked before anything runs); the log
-# shows images per second and, without GPUs, peak process memory.
+# shows images per second and, without GPUs, peak process memory;
+# checkpoints are atomic, resume is exact and SIGTERM/SIGUSR1 stop a run
+# with a checkpoint (RunStateHook).
 custom_hooks = [
     dict(type='mixer_backbones.NeckChannelsCheckHook'),
     dict(type='mixer_backbones.ThroughputHook'),
+    dict(type='mixer_backbones.RunStateHook'),
 ]
 
 crop_size = (512, 512)
