@@ -190,7 +190,7 @@ class RunStateHook(Hook):
 
     # -- set-up -------------------------------------------------------------
     def before_run(self, runner) -> None:
-        if not _training(runner):
+        if not _training(runner) or self._shared is not None:
             return
         from mmengine.hooks import CheckpointHook
 
@@ -210,8 +210,15 @@ class RunStateHook(Hook):
         from .runs import SeededPipeline, datasets_with_pipelines
         self._shared = multiprocessing.RawArray('q', 2)
         self._shared[0] = int(runner.seed)
-        for dataset in datasets_with_pipelines(
-                runner.train_loop.dataloader.dataset):
+        dataloader = runner.train_loop.dataloader
+        if getattr(dataloader, 'generator', None) is None:
+            # torch draws every new iterator's base seed from this
+            # generator, else from the global one: starting the workers
+            # (each epoch, or once when persistent) would then shift the
+            # model's stream differently in a resumed run.
+            dataloader.generator = torch.Generator()
+            dataloader.generator.manual_seed(int(runner.seed))
+        for dataset in datasets_with_pipelines(dataloader.dataset):
             if not isinstance(dataset.pipeline, SeededPipeline):
                 dataset.pipeline = SeededPipeline(dataset.pipeline,
                                                   self._shared, get_rank())
@@ -226,7 +233,13 @@ class RunStateHook(Hook):
             self._handlers[signum] = signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum, frame) -> None:
+        import signal
         self._stop_signal = signum
+        # A second signal acts as it would without this hook (a hung run
+        # can still be stopped).
+        for number, handler in self._handlers.items():
+            signal.signal(number, handler)
+        self._handlers = {}
 
     def after_train(self, runner) -> None:
         import signal
@@ -445,4 +458,11 @@ def _restart_iterator(loop) -> None:
     if old is not None and hasattr(old, '_shutdown_workers'):
         old._shutdown_workers()  # persistent workers: forked too early
         dataloader._iterator = None
+    loop.dataloader_iterator = None  # ends the first iterator
+    sampler = _sampler(dataloader)
+    if hasattr(sampler, '_indices_of_rank'):
+        # mmengine's InfiniteSampler keeps one index generator, which the
+        # first iterator has started (with the seed of that time) and
+        # closes when it ends: start a new one.
+        sampler.indices = sampler._indices_of_rank()
     loop.dataloader_iterator = _InfiniteDataloaderIterator(dataloader)
