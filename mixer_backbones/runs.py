@@ -339,7 +339,7 @@ def resolve_resume(work_dir: str, resume: Optional[str]) -> Optional[str]:
             local = osp.join(work_dir, osp.basename(recorded))
             fix = (f'--resume {local} to resume from this work dir\'s copy'
                    if osp.exists(local) else
-                   f'--resume <checkpoint> to name the checkpoint')
+                   '--resume <checkpoint> to name the checkpoint')
             raise ValueError(
                 f'{marker} points to {recorded}, outside the work dir '
                 f'{work_dir} (a copied work dir?): resuming would continue '
@@ -456,14 +456,14 @@ class SeededPipeline:
 
 
 def _ignore_stop_signals() -> None:
-    """In a dataloader worker: leave SIGTERM and SIGUSR1 to the training
-    process (Slurm signals every process of a step), which stops cleanly
-    and ends its workers itself."""
-    for name in ('SIGTERM', 'SIGUSR1'):
-        try:
-            signal.signal(getattr(signal, name), signal.SIG_IGN)
-        except (AttributeError, ValueError):
-            pass
+    """In a dataloader worker: leave SIGUSR1 (Slurm's warning before the
+    time limit, sent to every process of a step) to the training process,
+    which stops cleanly and ends its workers itself. SIGTERM keeps its
+    default: it is how the workers are ended at exit."""
+    try:
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    except (AttributeError, ValueError):
+        pass
 
 
 def datasets_with_pipelines(dataset) -> List:

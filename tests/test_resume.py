@@ -87,7 +87,9 @@ FPN = 'configs/poolformer/fpn_poolformer-s12_8xb4-40k_ade20k-512x512.py'
 # sampler and hooks are the shipped config's.
 _TINY_RETINANET = """
 model = dict(
-    backbone=dict(arch=dict(depths=[1, 1, 1, 1], widths=[16, 32, 48, 64])),
+    backbone=dict(
+        arch=dict(_delete_=True, depths=[1, 1, 1, 1], widths=[16, 32, 48,
+                                                             64])),
     neck=dict(in_channels=[32, 48, 64], out_channels=32),
     bbox_head=dict(in_channels=32, feat_channels=32, stacked_convs=1))
 """
@@ -144,8 +146,6 @@ def resume_copy(config, straight, tmp_path, checkpoint, name):
 def test_epoch_based_resume_is_exact(toy_coco, tmp_path, workers,
                                      persistent):
     base = toy_config(RETINANET, toy_coco, tmp_path)
-    with open(base, 'a') as f:
-        f.write(_TINY_RETINANET)
     config = derived(
         tmp_path,
         base,
@@ -154,6 +154,8 @@ def test_epoch_based_resume_is_exact(toy_coco, tmp_path, workers,
         epochs=3,
         workers=workers,
         persistent=persistent)
+    with open(config, 'a') as f:
+        f.write(_TINY_RETINANET)
     straight = str(tmp_path / 'straight')
     run_tool('tools/train.py', config, '--work-dir', straight)
     resumed = resume_copy(config, straight, tmp_path, 'epoch_1.pth',
