@@ -32,6 +32,8 @@ setup(
         'torch>=2.0',
         'mmengine>=0.10.0,<1.0',
         'numpy',
+        # mmdet's analysis tools (benchmark.py) import it.
+        'psutil',
         'safetensors',
     ],
     extras_require={

@@ -49,14 +49,40 @@ def enable_amp(cfg: Config) -> None:
 
 
 def set_resume(cfg: Config, resume: Optional[str]) -> None:
-    """``'auto'`` resumes from the work dir's latest checkpoint, a path
-    from that checkpoint; ``None`` leaves the config as it is."""
-    if resume == 'auto':
+    """``'auto'`` resumes from the work dir's newest complete checkpoint
+    (or, when there is none, starts fresh and says so), a path from that
+    checkpoint; ``None`` leaves the config as it is. See
+    :func:`mixer_backbones.runs.resolve_resume` for what is refused."""
+    from .runs import resolve_resume
+    if resume is None:
+        return
+    checkpoint = resolve_resume(cfg.work_dir, resume)
+    if checkpoint is None:
+        cfg.resume = False
+    else:
         cfg.resume = True
-        cfg.load_from = None
-    elif resume is not None:
-        cfg.resume = True
-        cfg.load_from = resume
+        cfg.load_from = checkpoint
+
+
+def add_run_state_hook(cfg: Config) -> None:
+    """Add :class:`mixer_backbones.RunStateHook` (exact resume, atomic
+    checkpoints, pre-emption) to a config that lacks it."""
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    if not any(
+            str(h.get('type', '')).endswith('RunStateHook') for h in hooks):
+        hooks.append(dict(type='mixer_backbones.RunStateHook'))
+    cfg.custom_hooks = hooks
+
+
+def check_amp_device() -> None:
+    """Refuse ``--amp`` without a GPU, before anything is built: mmengine's
+    ``AmpOptimWrapper`` needs CUDA (or NPU/MLU/MPS) and otherwise fails
+    only after the runner, data and model are built."""
+    if not torch.cuda.is_available():
+        raise SystemExit(
+            '--amp: mixed precision training needs a CUDA GPU and none is '
+            'visible here (torch.cuda.is_available() is False); train '
+            'without --amp on this machine')
 
 
 def setup_cpu_distributed(cfg: Config) -> None:

@@ -110,12 +110,15 @@ FAKE_SRUN = '''#!{python}
 """srun for tests: runs the command once per task with Slurm's task
 variables, in parallel, and fails when a task fails."""
 import os
+import signal
 import subprocess
 import sys
 
 args, tasks, i = sys.argv[1:], 1, 0
 with open(os.environ['SRUN_RECORD'], 'w') as record:
     record.write(' '.join(args))
+with open(os.environ['SRUN_RECORD'] + '.pid', 'w') as record:
+    record.write(str(os.getpid()))
 while args[i].startswith('-'):
     if args[i].startswith('--ntasks='):
         tasks = int(args[i].split('=')[1])
@@ -130,10 +133,22 @@ procs = [
             SLURM_NTASKS=str(tasks),
             SLURM_NODELIST='node[1-2]')) for rank in range(tasks)
 ]
+
+
+def forward(signum, frame):
+    """As Slurm does, signal every task."""
+    for p in procs:
+        p.send_signal(signum)
+
+
+signal.signal(signal.SIGUSR1, forward)
+signal.signal(signal.SIGTERM, forward)
 sys.exit(max(p.wait() for p in procs))
 '''
 FAKE_SCONTROL = '''#!/usr/bin/env bash
 [ "$1 $2 $3" = "show hostnames node[1-2]" ] && printf '127.0.0.1\\nnode2\\n'
+[ "$1" = requeue ] && echo "$*" >> "$SCONTROL_RECORD"
+exit 0
 '''
 
 
@@ -150,21 +165,19 @@ def run_script(env, *args):
     return result
 
 
-def test_slurm_scripts_on_cpu(toy_coco, tmp_path):
-    """tools/slurm_train.sh and slurm_test.sh through an srun stand-in
-    that starts the tasks locally: the slurm launcher on CPUs (gloo), the
-    master taken from scontrol as on a cluster."""
+def slurm_env(tmp_path):
+    """The environment of a job step: the srun and scontrol stand-ins
+    first on PATH, two CPU tasks."""
     bin_dir = tmp_path / 'bin'
     bin_dir.mkdir()
     for name, text in (('srun', FAKE_SRUN.format(python=sys.executable)),
                        ('scontrol', FAKE_SCONTROL)):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
-    config = toy_config(RETINANET, toy_coco, tmp_path)
-    work_dir = str(tmp_path / 'work')
     env = {
         key: value
-        for key, value in os.environ.items() if key != 'MASTER_ADDR'
+        for key, value in os.environ.items()
+        if key not in ('MASTER_ADDR', 'SLURM_JOB_ID', 'SLURM_RESTART_COUNT')
     }
     env.update(
         PATH=f'{bin_dir}:{os.environ["PATH"]}',
@@ -173,7 +186,18 @@ def test_slurm_scripts_on_cpu(toy_coco, tmp_path):
         OMP_NUM_THREADS='1',
         GPUS='2',
         GRES='',
-        SRUN_RECORD=str(tmp_path / 'srun_args'))
+        SRUN_RECORD=str(tmp_path / 'srun_args'),
+        SCONTROL_RECORD=str(tmp_path / 'scontrol_calls'))
+    return env
+
+
+def test_slurm_scripts_on_cpu(toy_coco, tmp_path):
+    """tools/slurm_train.sh and slurm_test.sh through an srun stand-in
+    that starts the tasks locally: the slurm launcher on CPUs (gloo), the
+    master taken from scontrol as on a cluster."""
+    config = toy_config(RETINANET, toy_coco, tmp_path)
+    work_dir = str(tmp_path / 'work')
+    env = slurm_env(tmp_path)
     result = run_script(env, 'tools/slurm_train.sh', 'cpu', 'toy', config,
                         '--work-dir', work_dir)
     srun_args = (tmp_path / 'srun_args').read_text()
@@ -186,3 +210,72 @@ def test_slurm_scripts_on_cpu(toy_coco, tmp_path):
     result = run_script(env, 'tools/slurm_test.sh', 'cpu', 'toy', config,
                         checkpoint, '--work-dir', work_dir)
     assert metric_values(result.stdout, r'coco/bbox_mAP:')
+
+
+def test_slurm_preemption_requeues_and_resumes(toy_coco, tmp_path):
+    """SIGUSR1 (what --signal=USR1@N sends before the time limit) reaches
+    both tasks: they finish the iteration, write a complete checkpoint and
+    exit with 75; slurm_train.sh requeues the job, and the requeued job
+    (the same command, SLURM_RESTART_COUNT=1) resumes by itself and ends
+    with the weights of an uninterrupted two-task run."""
+    import signal
+    import time
+
+    import torch
+    iters = 6
+    config = toy_config(RETINANET, toy_coco, tmp_path, iters=iters)
+    env = slurm_env(tmp_path)
+    straight = str(tmp_path / 'straight')
+    run_script(env, 'tools/slurm_train.sh', 'cpu', 'toy', config,
+               '--work-dir', straight)
+
+    work_dir = str(tmp_path / 'work')
+    env.update(SLURM_JOB_ID='4242', MASTER_PORT=free_port())
+    log = tmp_path / 'job.log'
+    with open(log, 'w') as out:
+        job = subprocess.Popen([
+            'bash', 'tools/slurm_train.sh', 'cpu', 'toy', config,
+            '--work-dir', work_dir
+        ],
+                               cwd=ROOT,
+                               env=env,
+                               stdout=out,
+                               stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 600
+            while f'[2/{iters}]' not in log.read_text():
+                assert job.poll() is None, log.read_text()[-4000:]
+                assert time.time() < deadline
+                time.sleep(0.2)
+            srun_pid = int((tmp_path / 'srun_args.pid').read_text())
+            os.kill(srun_pid, signal.SIGUSR1)
+            assert job.wait(timeout=600) == 75, log.read_text()[-4000:]
+        finally:
+            if job.poll() is None:
+                job.kill()
+    output = log.read_text()
+    assert 'SIGUSR1 received' in output
+    assert (tmp_path / 'scontrol_calls').read_text().split() == [
+        'requeue', '4242'
+    ]
+    assert '--signal=USR1@300' in (tmp_path / 'srun_args').read_text()
+    last = open(osp.join(work_dir, 'last_checkpoint')).read().strip()
+    stopped_at = torch.load(last, weights_only=True)['meta']['iter']
+    assert 2 <= stopped_at < iters
+    assert osp.basename(last) == f'iter_{stopped_at}.pth'
+    assert not [n for n in os.listdir(work_dir) if '.tmp' in n]
+
+    env.update(SLURM_RESTART_COUNT='1', MASTER_PORT=free_port())
+    result = run_script(env, 'tools/slurm_train.sh', 'cpu', 'toy', config,
+                        '--work-dir', work_dir)
+    assert 'requeued job (restart 1): resuming' in result.stdout
+    assert f'resumed epoch: 0, iter: {stopped_at}' in result.stdout
+    expected = torch.load(
+        osp.join(straight, f'iter_{iters}.pth'),
+        weights_only=True)['state_dict']
+    actual = torch.load(
+        osp.join(work_dir, f'iter_{iters}.pth'),
+        weights_only=True)['state_dict']
+    for key, value in expected.items():
+        torch.testing.assert_close(
+            actual[key], value, rtol=1e-5, atol=1e-6, msg=key)

@@ -9,11 +9,15 @@ whatever machine this is (about 10 minutes on 2 CPU cores).
     python tools/demo.py [--work-dir DIR] [--max-iters N] [--data-root DIR]
 """
 import argparse
+import os
 import os.path as osp
+import shlex
+import sys
 import time
 
 from mixer_backbones.engine import (build_runner, keep_freed_memory,
                                     load_config)
+from mixer_backbones.runs import WorkDirLock
 from mixer_backbones.toy_data import make_toy_coco
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -39,6 +43,25 @@ def box_map(metrics: dict) -> float:
     return metrics['coco/bbox_mAP']
 
 
+def evaluate_again_command(checkpoint: str, data_root: str,
+                           data: dict) -> str:
+    """The command that evaluates the demo's checkpoint again, runnable as
+    printed: from the repository root (``cd`` to it first when elsewhere),
+    with this interpreter (``.venv/bin/python`` under ``make demo``)."""
+    python = sys.executable
+    if osp.commonpath([osp.abspath(python), ROOT]) == ROOT:
+        python = osp.relpath(python, ROOT)
+    again = ' '.join(
+        shlex.quote(part) for part in (python, 'tools/test.py',
+                                       osp.relpath(CONFIG, ROOT), checkpoint))
+    if osp.realpath(os.getcwd()) != osp.realpath(ROOT):
+        again = f'cd {shlex.quote(ROOT)} && {again}'
+    if osp.abspath(data_root) != osp.join(ROOT, 'data', 'toy'):
+        again += (f' --cfg-options test_dataloader.dataset.data_root='
+                  f"{data['root']}/ test_evaluator.ann_file={data['val_ann']}")
+    return again
+
+
 def main(argv=None):
     args = parse_args(argv)
     keep_freed_memory()
@@ -61,6 +84,9 @@ def main(argv=None):
             checkpoint=dict(interval=args.max_iters))
     cfg = load_config(CONFIG, options, args.work_dir)
 
+    # One demo per work dir (a lock left by a killed demo is taken over).
+    lock = WorkDirLock(cfg.work_dir).acquire()
+
     banner('2/4 evaluating the untrained detector (the floor)')
     runner = build_runner(cfg)
     untrained = runner.test()
@@ -71,12 +97,10 @@ def main(argv=None):
 
     banner('4/4 evaluating the trained detector')
     trained = runner.test()
+    lock.release()
 
     checkpoint = osp.join(cfg.work_dir, f'iter_{cfg.train_cfg.max_iters}.pth')
-    again = f'python tools/test.py {osp.relpath(CONFIG, ROOT)} {checkpoint}'
-    if osp.abspath(args.data_root) != osp.join(ROOT, 'data', 'toy'):
-        again += (f' --cfg-options test_dataloader.dataset.data_root='
-                  f"{data['root']}/ test_evaluator.ann_file={data['val_ann']}")
+    again = evaluate_again_command(checkpoint, args.data_root, data)
     minutes = (time.time() - started) / 60
     print(f'''
 ==> Demo finished in {minutes:.1f} minutes

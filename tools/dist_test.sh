@@ -11,6 +11,11 @@ CHECKPOINT=$2
 NPROC=$3
 shift 3
 here=$(cd "$(dirname "$0")" && pwd)
+# The project's .venv unless PYTHON is set or an environment is active.
+if [ -z "${PYTHON:-}" ] && [ -z "${VIRTUAL_ENV:-}${CONDA_PREFIX:-}" ] &&
+  [ -x "$here/../.venv/bin/python" ]; then
+  PYTHON="$here/../.venv/bin/python"
+fi
 PYTHON=${PYTHON:-python}
 exec "$PYTHON" -m torch.distributed.run \
   --nnodes="${NNODES:-1}" \

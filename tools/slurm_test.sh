@@ -16,6 +16,11 @@ GPUS_PER_NODE=${GPUS_PER_NODE:-$((GPUS < 8 ? GPUS : 8))}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 GRES=${GRES-gpu:$GPUS_PER_NODE}
 here=$(cd "$(dirname "$0")" && pwd)
+# The project's .venv unless PYTHON is set or an environment is active.
+if [ -z "${PYTHON:-}" ] && [ -z "${VIRTUAL_ENV:-}${CONDA_PREFIX:-}" ] &&
+  [ -x "$here/../.venv/bin/python" ]; then
+  PYTHON="$here/../.venv/bin/python"
+fi
 # shellcheck disable=SC2086
 srun -p "$PARTITION" \
   --job-name="$JOB_NAME" \

@@ -2,15 +2,20 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
         [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm|mpi]
+
+Exit status 75: stopped by SIGTERM or SIGUSR1 after writing a checkpoint
+(pre-emption, a Slurm time limit); run again with --resume to continue.
 """
 import argparse
 
 from mmengine.config import DictAction
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from mixer_backbones.engine import (build_runner, enable_amp,
+from mixer_backbones.engine import (add_run_state_hook, build_runner,
+                                    check_amp_device, enable_amp,
                                     keep_freed_memory, load_config,
                                     set_resume, shutdown_distributed)
+from mixer_backbones.runs import WorkDirLock, launch_rank
 
 
 def parse_args(argv=None):
@@ -21,8 +26,9 @@ def parse_args(argv=None):
         '--resume',
         nargs='?',
         const='auto',
-        help='resume from CKPT, or without a value from the latest '
-        'checkpoint in the work dir')
+        help='resume from CKPT, or without a value from the work dir\'s '
+        'newest complete checkpoint (starting fresh, with a message, when '
+        'there is none)')
     parser.add_argument(
         '--amp', action='store_true', help='automatic mixed precision')
     parser.add_argument(
@@ -45,15 +51,24 @@ def parse_args(argv=None):
 @record
 def main(argv=None):
     args = parse_args(argv)
+    if args.amp:
+        check_amp_device()
     keep_freed_memory()
     cfg = load_config(args.config, args.cfg_options, args.work_dir,
                       args.launcher)
     if args.amp:
         enable_amp(cfg)
-    set_resume(cfg, args.resume)
+    add_run_state_hook(cfg)
+    # One training per work dir; in distributed runs rank 0 holds the lock
+    # (a refusal there ends the others through the launcher).
+    lock = WorkDirLock(cfg.work_dir)
     try:
+        if launch_rank(args.launcher) == 0:
+            lock.acquire()
+        set_resume(cfg, args.resume)
         build_runner(cfg).train()
     finally:
+        lock.release()
         shutdown_distributed()
 
 
