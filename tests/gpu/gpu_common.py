@@ -18,7 +18,8 @@ from conftest import ROOT
 from mixer_backbones.models import FAMILIES, ConvMixer
 
 sys.path.insert(0, f'{ROOT}/tools')
-from benchmark import TIMM_NAMES  # noqa: E402
+from benchmark import (  # noqa: E402,F401  (shared with the tests)
+    TIMM_NAMES, raw_features, relative_difference, timm_features)
 
 requires_cuda = pytest.mark.skipif(
     not torch.cuda.is_available(),

@@ -5,9 +5,8 @@ from contextlib import nullcontext
 
 import pytest
 import torch
-from gpu_common import every_arch, requires_cuda, timm_pair
-
-from benchmark import raw_features, relative_difference, timm_features
+from gpu_common import (every_arch, raw_features, relative_difference,
+                        requires_cuda, timm_features, timm_pair)
 
 pytestmark = requires_cuda
 timm = pytest.importorskip('timm')
@@ -19,8 +18,11 @@ DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 # while timm's is promoted to fp32, so the two differ by our rounding.
 TOLERANCE = {'fp32': 1e-4, 'bf16': 1e-1, 'fp16': 2e-2}
 # Under autocast, ours may stray from the fp32 result at most this many
-# times as far as timm's does (or one part in 2**-7 of the scale).
-HALF_ERROR_RATIO, HALF_ERROR_FLOOR = 2.0, 2.0**-7
+# times as far as timm's does, or four units of rounding of the dtype
+# (relative to the output scale). Not yet calibrated on a GPU: the report
+# of tools/gpu_check.sh prints both errors.
+HALF_ERROR_RATIO = 3.0
+HALF_ERROR_FLOOR = {'bf16': 4 * 2.0**-8, 'fp16': 4 * 2.0**-11}
 
 
 @pytest.fixture(autouse=True)
@@ -94,7 +96,8 @@ def test_matches_timm_forward_and_backward(family, arch, dtype):
     print(f'{family} {arch} {dtype}: error vs fp32 {error:.2e}, '
           f'timm {timm_error:.2e}')
     assert math.isfinite(error)
-    assert error <= max(HALF_ERROR_RATIO * timm_error, HALF_ERROR_FLOOR)
+    assert error <= max(HALF_ERROR_RATIO * timm_error,
+                        HALF_ERROR_FLOOR[dtype])
 
 
 def _autocast_eval(model, features, x, dtype):
