@@ -13,16 +13,15 @@ timm = pytest.importorskip('timm')
 
 DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 # Largest |ours - timm| over the stage outputs, relative to their largest
-# value (max|a - b| / max|b|). fp32 with TF32 off leaves only the order of
+# value (max|a - b| / max|b|), and under autocast the same distance of ours
+# from its own fp32 result. fp32 with TF32 off leaves only the order of
 # accumulation; under autocast our residual stream stays in half precision
-# while timm's is promoted to fp32, so the two differ by our rounding.
-TOLERANCE = {'fp32': 1e-4, 'bf16': 1e-1, 'fp16': 2e-2}
-# Under autocast, ours may stray from the fp32 result at most this many
-# times as far as timm's does, or four units of rounding of the dtype
-# (relative to the output scale). Not yet calibrated on a GPU: the report
-# of tools/gpu_check.sh prints both errors.
-HALF_ERROR_RATIO = 3.0
-HALF_ERROR_FLOOR = {'bf16': 4 * 2.0**-8, 'fp16': 4 * 2.0**-11}
+# while timm's is promoted to fp32, so ours carries more rounding. bf16 has
+# 8 times fp16's rounding. Measured on the CPU (its autocast, 12-block
+# PoolFormer-S12): bf16 0.034 from fp32 (timm 0.015), fp16 0.0035 (timm
+# 0.0017); not yet calibrated on a GPU, where tools/gpu_check.sh's report
+# prints every value.
+TOLERANCE = {'fp32': 1e-4, 'bf16': 0.15, 'fp16': 0.02}
 
 
 @pytest.fixture(autouse=True)
@@ -96,8 +95,7 @@ def test_matches_timm_forward_and_backward(family, arch, dtype):
     print(f'{family} {arch} {dtype}: error vs fp32 {error:.2e}, '
           f'timm {timm_error:.2e}')
     assert math.isfinite(error)
-    assert error <= max(HALF_ERROR_RATIO * timm_error,
-                        HALF_ERROR_FLOOR[dtype])
+    assert error <= TOLERANCE[dtype]
 
 
 def _autocast_eval(model, features, x, dtype):
