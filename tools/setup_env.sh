@@ -304,6 +304,13 @@ print(f'py{sys.version_info[0]}{sys.version_info[1]}-torch{torch.__version__}',
       torch.version.cuda or '-', ';'.join(caps) or '-', state)
 PY
 }
+ops_built() {
+  case "$1" in
+    cpu) echo "CPU ops" ;;
+    cuda*) echo "CPU and CUDA ${1#cuda} ops" ;;
+    *) echo "no ops" ;;
+  esac
+}
 read -r base_key torch_cuda gpu_archs mmcv_state <<<"$(probe)" || {
   echo "could not query torch and mmcv (see $log_dir/probe.log)" >&2; false; }
 case "${FORCE_CUDA:-}" in
@@ -353,8 +360,7 @@ else
     echo "CPU ops only (no GPU visible; FORCE_CUDA=1 builds the CUDA ops too)"
 fi
 if [ "$have_ops" = 1 ]; then
-  echo "mmcv $MMCV_VERSION with ops is already installed" \
-    "(${mmcv_state/cuda/CUDA })"
+  echo "mmcv $MMCV_VERSION with $(ops_built "$mmcv_state") is already installed"
 else
   wheel_dir="$cache_dir/wheels/$key"
   wheel=$(ls "$wheel_dir"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n 1 || true)
@@ -430,7 +436,7 @@ else
   elif [ "$with_cuda" = 1 ] && [ "${mmcv_state#cuda}" != "$torch_cuda" ]; then
     echo "mmcv installed without CUDA $torch_cuda ops ($mmcv_state)" >&2; false
   fi
-  echo "mmcv ops: ${mmcv_state/cuda/CUDA }"
+  echo "installed mmcv $MMCV_VERSION with $(ops_built "$mmcv_state")"
 fi
 
 step "mmdet $MMDET_VERSION, mmsegmentation $MMSEG_VERSION, timm, pycocotools"
@@ -459,4 +465,6 @@ trap - ERR
 printf '\nset-up done in %ds; python: %s\n' "$((SECONDS - started))" "$py"
 }
 
-main "$@"
+# One line, read whole before it runs: nothing after it is read, even if
+# this file changes meanwhile.
+main "$@"; exit
