@@ -29,10 +29,13 @@ def test_exports_the_cuda_launchers_of_nms_and_roi_align():
     symbols = subprocess.run(
         ['nm', '-D', '--defined-only', '-C', extension_path()],
         check=True, capture_output=True, text=True).stdout
-    for launcher in ('NMSCUDAKernelLauncher(',
-                     'ROIAlignForwardCUDAKernelLauncher(',
-                     'ROIAlignBackwardCUDAKernelLauncher('):
-        assert launcher in symbols, f'{launcher} not in {extension_path()}'
+    missing = [
+        launcher for launcher in ('NMSCUDAKernelLauncher(',
+                                  'ROIAlignForwardCUDAKernelLauncher(',
+                                  'ROIAlignBackwardCUDAKernelLauncher(')
+        if launcher not in symbols
+    ]
+    assert not missing, f'{missing} not exported by {extension_path()}'
 
 
 def test_carries_gpu_code():
@@ -40,7 +43,8 @@ def test_carries_gpu_code():
     cuobjdump, where installed, lists it for an sm_* architecture."""
     path = extension_path()
     with open(path, 'rb') as f:
-        assert b'.nv_fatbin\0' in f.read(), f'no .nv_fatbin section in {path}'
+        has_fatbin = b'.nv_fatbin\0' in f.read()
+    assert has_fatbin, f'no .nv_fatbin section in {path}'
     if shutil.which('cuobjdump'):
         listing = subprocess.run(['cuobjdump', '--list-elf', path],
                                  check=True, capture_output=True,

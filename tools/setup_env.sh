@@ -376,8 +376,9 @@ else
     torch_std=$(torch_cxx_std)
     if [ "$with_cuda" = 1 ]; then
       n_arch=$(echo "$arch_list" | tr ';' '\n' | wc -l)
-      echo "(CPU and CUDA ops for $n_arch architecture(s): about 70 minutes" \
-        "for one on 2 cores, more per architecture; full log: $step_log)"
+      echo "(CPU and CUDA ops for $n_arch architecture(s): about 80" \
+        "CPU-minutes for one, 40 minutes on 2 free cores, more for each" \
+        "further one; full log: $step_log)"
       setup_cuda_toolkit
     else
       echo "(about 16 minutes on 2 cores; full log: $step_log)"
