@@ -15,11 +15,11 @@ import torch.nn as nn
 
 from conftest import ROOT
 
-from mixer_backbones.models import FAMILIES, ConvMixer
+from mixer_backbones.models import FAMILIES
 
 sys.path.insert(0, f'{ROOT}/tools')
 from benchmark import (  # noqa: E402,F401  (shared with the tests)
-    TIMM_NAMES, raw_features, relative_difference, timm_features)
+    raw_features, relative_difference, timm_features)
 
 requires_cuda = pytest.mark.skipif(
     not torch.cuda.is_available(),
@@ -44,18 +44,15 @@ def timm_pair(family_name: str, arch: str) -> Tuple[nn.Module, nn.Module]:
     """
     import timm
     family = FAMILIES[family_name]
-    name = f'{family_name}_{arch}'
     torch.manual_seed(0)
-    reference = timm.create_model(TIMM_NAMES.get(name, name),
-                                  pretrained=False)
+    reference = timm.create_model(family.timm_names[arch], pretrained=False)
     with torch.no_grad():
         for key, param in reference.named_parameters():
             if 'layer_scale' in key or key.endswith('gamma'):
                 param.uniform_(0.1, 0.5)
             elif 'norm' in key:
                 param.add_(torch.randn_like(param) * 0.1)
-    kwargs = dict(pyramid=None) if family is ConvMixer else {}
-    ours = family(arch, **kwargs)
+    ours = family(arch, **family.benchmark_kwargs)
     ours.load_converted(
         family.convert_checkpoint(reference.state_dict())[0], 'timm model')
     # BatchNorm keeps its running statistics (momentum 0), so that every
