@@ -227,3 +227,21 @@ def shutdown_distributed() -> None:
     """
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def fetch_pretrained(cfg: Config) -> None:
+    """Fetch (or find in its cache) the backbone's pretrained checkpoint
+    before anything is created, so that a missing file or an unreachable
+    URL stops the run with a message naming it, before the work dir, the
+    lock or the runner exist."""
+    from .checkpoint import CheckpointError, resolve_checkpoint_path
+    init = cfg.get('model', {}).get('backbone', {}).get('init_cfg')
+    entries = init if isinstance(init, (list, tuple)) else [init]
+    for entry in entries:
+        if (isinstance(entry, dict) and entry.get('type') == 'Pretrained'
+                and entry.get('checkpoint')):
+            try:
+                resolve_checkpoint_path(entry['checkpoint'])
+            except (CheckpointError, OSError) as err:
+                raise SystemExit(f'the backbone\'s pretrained weights: '
+                                 f'{err}') from None

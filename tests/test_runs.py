@@ -311,6 +311,21 @@ def test_amp_without_gpu_stops_before_building(tmp_path):
     assert time.time() - started < 120
 
 
+def test_unreachable_pretrained_url_stops_before_the_work_dir(tmp_path):
+    result = run_tool(
+        'tools/train.py',
+        'configs/poolformer/retinanet_poolformer-s12_fpn_1x_coco.py',
+        '--work-dir',
+        tmp_path / 'work',
+        '--cfg-options',
+        'model.backbone.init_cfg.checkpoint=http://127.0.0.1:9/x.pth',
+        expect_failure=True,
+        timeout=300)
+    assert 'http://127.0.0.1:9/x.pth' in result.stdout
+    assert 'Traceback' not in result.stdout
+    assert not osp.exists(tmp_path / 'work')
+
+
 def test_demo_prints_a_command_that_runs(tmp_path, monkeypatch):
     sys.path.insert(0, osp.join(ROOT, 'tools'))
     try:

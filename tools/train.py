@@ -13,7 +13,8 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from mixer_backbones.engine import (add_run_state_hook, build_runner,
                                     check_amp_device, enable_amp,
-                                    keep_freed_memory, load_config,
+                                    fetch_pretrained, keep_freed_memory,
+                                    load_config,
                                     set_resume, shutdown_distributed)
 from mixer_backbones.runs import WorkDirLock, launch_rank
 
@@ -59,6 +60,8 @@ def main(argv=None):
     if args.amp:
         enable_amp(cfg)
     add_run_state_hook(cfg)
+    # A missing or unreachable checkpoint stops here, before the work dir.
+    fetch_pretrained(cfg)
     # One training per work dir; in distributed runs rank 0 holds the lock
     # (a refusal there ends the others through the launcher).
     lock = WorkDirLock(cfg.work_dir)
