@@ -14,8 +14,8 @@ from torch.distributed.elastic.multiprocessing.errors import record
 from mixer_backbones.engine import (add_run_state_hook, build_runner,
                                     check_amp_device, enable_amp,
                                     fetch_pretrained, keep_freed_memory,
-                                    load_config,
-                                    set_resume, shutdown_distributed)
+                                    load_config, set_resume,
+                                    shutdown_distributed)
 from mixer_backbones.runs import WorkDirLock, launch_rank
 
 
