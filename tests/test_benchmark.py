@@ -6,6 +6,8 @@ import pytest
 
 from conftest import run_tool
 
+pytestmark = pytest.mark.slow
+
 
 def test_benchmark_poolformer_small(tmp_path):
     out = tmp_path / 'bench.json'

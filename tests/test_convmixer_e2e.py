@@ -14,6 +14,8 @@ import pytest
 
 from conftest import toy_config, train_then_test
 
+pytestmark = pytest.mark.e2e
+
 pytest.importorskip('mmdet')
 pytest.importorskip('mmseg')
 

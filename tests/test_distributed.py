@@ -10,6 +10,8 @@ import pytest
 
 from conftest import ROOT, metric_values, run_tool, toy_config
 
+pytestmark = pytest.mark.e2e
+
 pytest.importorskip('mmdet')
 
 

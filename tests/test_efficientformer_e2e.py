@@ -5,6 +5,8 @@ import pytest
 
 from conftest import metric_values, run_tool, toy_config, train_then_test
 
+pytestmark = pytest.mark.e2e
+
 pytest.importorskip('mmdet')
 pytest.importorskip('mmseg')
 

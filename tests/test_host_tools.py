@@ -9,6 +9,8 @@ import pytest
 
 from conftest import metric_values, run_tool, toy_config
 
+pytestmark = pytest.mark.e2e
+
 
 def host_tool(host, name):
     package = pytest.importorskip(host)

@@ -5,6 +5,8 @@ import torch
 
 from test_compile import MODELS
 
+pytestmark = pytest.mark.slow
+
 ort = pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')
 

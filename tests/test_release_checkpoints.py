@@ -33,6 +33,8 @@ from mixer_backbones.checkpoint import CheckpointError, strip_prefix
 from mixer_backbones.models.efficientformer import RelativeBiasAttention
 from mixer_backbones.release import check_against_model, convert_release
 
+pytestmark = pytest.mark.slow
+
 MANIFESTS = osp.join(
     osp.dirname(osp.abspath(__file__)), 'fixtures', 'manifests')
 FAMILIES = {'poolformer': PoolFormer, 'efficientformer': EfficientFormer}

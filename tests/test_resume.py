@@ -14,6 +14,8 @@ import torch
 
 from conftest import ROOT, run_tool, toy_config
 
+pytestmark = pytest.mark.e2e
+
 pytest.importorskip('mmdet')
 
 
