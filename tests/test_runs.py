@@ -168,6 +168,9 @@ def test_train_refuses_a_work_dir_in_use(tmp_path):
             'configs/poolformer/retinanet_poolformer-s12_fpn_1x_coco.py',
             '--work-dir',
             tmp_path,
+            # No download: the pretrained file is fetched before the lock.
+            '--cfg-options',
+            'model.backbone.init_cfg=None',
             expect_failure=True,
             timeout=300)
     finally:
