@@ -176,10 +176,8 @@ def keep_freed_memory(cpu_only: bool = True) -> bool:
 
     By default glibc hands each freed multi-megabyte tensor back to the
     kernel and maps fresh pages for the next one, which the kernel then
-    faults in and zeroes on first touch: on this project's 2-core CPU a
-    ConvMixer-1024/20 forward at 512x512 took 33-120 thousand page faults,
-    PoolFormer-S12 ran 1.3x (inference) and 1.4x (training) slower than
-    with the memory kept. This sets ``M_MMAP_THRESHOLD`` (1 GiB: smaller
+    faults in and zeroes on first touch (docs/benchmark.md has the
+    measured cost). This sets ``M_MMAP_THRESHOLD`` (1 GiB: smaller
     blocks come from the heap) and ``M_TRIM_THRESHOLD`` (the heap is never
     trimmed), so the process keeps its peak host memory, as PyTorch's GPU
     caching allocator does on the device.
