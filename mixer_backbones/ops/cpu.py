@@ -279,8 +279,10 @@ class DepthwiseConv2d(nn.Conv2d):
 
 
 def _plain_depthwise(conv: nn.Module) -> bool:
-    kernel = conv.kernel_size if isinstance(conv, nn.Conv2d) else None
-    return (type(conv) is nn.Conv2d and kernel[0] == kernel[1]
+    if type(conv) is not nn.Conv2d:
+        return False
+    kernel = conv.kernel_size
+    return (kernel[0] == kernel[1]
             and kernel[0] % 2 == 1 and conv.groups == conv.in_channels ==
             conv.out_channels and conv.stride == (1, 1)
             and conv.dilation == (1, 1) and conv.padding_mode == 'zeros'
