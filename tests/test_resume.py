@@ -38,6 +38,24 @@ def wait_for_checkpoint(process, work_dir, name, timeout=600):
     return False
 
 
+def kill_after_checkpoint(config, work_dir, name, *options):
+    """Train ``config`` in ``work_dir`` and SIGKILL the run as soon as
+    checkpoint ``name`` is written completely."""
+    process = subprocess.Popen(
+        [sys.executable, 'tools/train.py', config, '--work-dir', work_dir,
+         *options],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    try:
+        reached = wait_for_checkpoint(process, work_dir, name)
+        assert reached, f'the run ended before writing {name}'
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+
+
 def test_killed_run_resumes_to_the_same_weights(toy_coco, tmp_path):
     iters = 6
     config = toy_config(
@@ -52,20 +70,7 @@ def test_killed_run_resumes_to_the_same_weights(toy_coco, tmp_path):
     run_tool('tools/train.py', config, '--work-dir', straight, *options)
 
     interrupted = str(tmp_path / 'interrupted')
-    process = subprocess.Popen([
-        sys.executable, 'tools/train.py', config, '--work-dir', interrupted,
-        *options
-    ],
-                               cwd=ROOT,
-                               stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    try:
-        reached = wait_for_checkpoint(process, interrupted, 'iter_4.pth')
-        assert reached, 'the run ended before writing iter_4.pth'
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        process.wait()
-    assert process.returncode == -signal.SIGKILL
+    kill_after_checkpoint(config, interrupted, 'iter_4.pth', *options)
     assert not osp.exists(osp.join(interrupted, f'iter_{iters}.pth'))
 
     result = run_tool('tools/train.py', config, '--work-dir', interrupted,
@@ -205,18 +210,7 @@ def test_killed_epoch_based_run_with_workers_resumes_exactly(
     run_tool('tools/train.py', config, '--work-dir', straight)
 
     interrupted = str(tmp_path / 'interrupted')
-    process = subprocess.Popen(
-        [sys.executable, 'tools/train.py', config, '--work-dir', interrupted],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
-    try:
-        reached = wait_for_checkpoint(process, interrupted, 'epoch_1.pth')
-        assert reached, 'the run ended before writing epoch_1.pth'
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        process.wait()
-    assert process.returncode == -signal.SIGKILL
+    kill_after_checkpoint(config, interrupted, 'epoch_1.pth')
     assert not osp.exists(osp.join(interrupted, 'epoch_2.pth'))
     assert osp.exists(osp.join(interrupted, 'train.lock'))
 
