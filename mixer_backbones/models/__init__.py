@@ -5,6 +5,8 @@ from .base import BaseDenseBackbone
 from .convmixer import ConvMixer
 from .efficientformer import EfficientFormer
 from .metaformer import MetaFormerBackbone, MetaFormerBlock, MetaFormerStage
+from .metaformer_baselines import (CAFormer, ConvFormer, IdentityFormer,
+                                   PoolFormerV2)
 from .poolformer import PoolFormer
 
 
@@ -26,7 +28,8 @@ def families() -> Dict[str, type]:
 FAMILIES: Dict[str, type] = families()
 
 __all__ = [
-    'BaseDenseBackbone', 'ConvMixer', 'EfficientFormer', 'FAMILIES',
-    'MetaFormerBackbone', 'MetaFormerBlock', 'MetaFormerStage', 'PoolFormer',
+    'BaseDenseBackbone', 'CAFormer', 'ConvFormer', 'ConvMixer',
+    'EfficientFormer', 'FAMILIES', 'IdentityFormer', 'MetaFormerBackbone',
+    'MetaFormerBlock', 'MetaFormerStage', 'PoolFormer', 'PoolFormerV2',
     'families'
 ]

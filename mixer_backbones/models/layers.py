@@ -14,11 +14,38 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 CfgType = Union[str, dict]
 
+
+
+class StarReLU(nn.Module):
+    """``scale * relu(x) ** 2 + bias`` with a learnable scalar scale and
+    bias, the activation of the MetaFormer baselines (`arXiv 2210.13452
+    <https://arxiv.org/abs/2210.13452>`_).
+
+    The scalars are cast to the input's dtype, so under autocast they do
+    not promote a half-precision tensor to fp32.
+
+    Args:
+        scale_value (float): Initial scale. Defaults to 1.
+        bias_value (float): Initial bias. Defaults to 0.
+    """
+
+    def __init__(self, scale_value: float = 1., bias_value: float = 0.):
+        super().__init__()
+        self.scale = nn.Parameter(torch.full((1, ), float(scale_value)))
+        self.bias = nn.Parameter(torch.full((1, ), float(bias_value)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(
+            self.bias.to(x.dtype), F.relu(x).square(),
+            self.scale.to(x.dtype))
+
+
 # Activation names of the arch tables and of OpenMMLab's ``act_cfg``.
 _ACTIVATIONS = {
     'gelu': nn.GELU,
     'relu': nn.ReLU,
     'silu': nn.SiLU,
+    'starrelu': StarReLU,
 }
 
 

@@ -3,7 +3,8 @@
 A MetaFormer block is two residual branches, each ``norm -> mixer ->
 layer scale -> drop path``: a token mixer (pooling in PoolFormer and
 EfficientFormer's Meta4D blocks, separable convolutions or attention in
-the later baselines) and a channel MLP. A family is an arch table and the
+the later baselines) and a channel MLP; the later baselines also scale the
+residual stream itself (``res_scale``). A family is an arch table and the
 modules it passes in; the block itself never changes.
 """
 from typing import Optional, Sequence
@@ -15,16 +16,22 @@ from .base import BaseDenseBackbone
 from .layers import DropPath, LayerScale, add_residual
 
 
-def layer_scale(channels: int, init_value: Optional[float]) -> nn.Module:
+def layer_scale(channels: int,
+                init_value: Optional[float],
+                channel_dim: int = 1) -> nn.Module:
     """A :class:`LayerScale`, or ``nn.Identity()`` for ``None``."""
     if init_value is None:
         return nn.Identity()
-    return LayerScale(channels, init_value)
+    return LayerScale(channels, init_value, channel_dim)
 
 
 class MetaFormerBlock(nn.Module):
-    """``x = x + drop_path(ls1 * token_mixer(norm1(x)))``, then
-    ``x = x + drop_path(ls2 * mlp(norm2(x)))`` on NCHW maps.
+    """``x = rs1 * x + drop_path(ls1 * token_mixer(norm1(x)))``, then
+    ``x = rs2 * x + drop_path(ls2 * mlp(norm2(x)))``.
+
+    The block works in the layout its modules work in: NCHW maps in
+    PoolFormer and EfficientFormer (``channel_dim=1``), channels-last
+    (N, H, W, C) maps in the MetaFormer baselines (``channel_dim=-1``).
 
     Args:
         channels (int): Channels of the block.
@@ -37,6 +44,11 @@ class MetaFormerBlock(nn.Module):
             both branches; None for none. Defaults to None.
         drop_path (float): Stochastic depth of both branches.
             Defaults to 0.
+        res_scale_init_value (float, optional): Initial per-channel scale
+            of the residual stream before each branch is added (``rs1``,
+            ``rs2``); None for none. Defaults to None.
+        channel_dim (int): Channel dimension of the maps: 1 (NCHW) or -1
+            (channels last). Defaults to 1.
     """
 
     def __init__(self,
@@ -46,24 +58,33 @@ class MetaFormerBlock(nn.Module):
                  norm1: Optional[nn.Module] = None,
                  norm2: Optional[nn.Module] = None,
                  layer_scale_init_value: Optional[float] = None,
-                 drop_path: float = 0.) -> None:
+                 drop_path: float = 0.,
+                 res_scale_init_value: Optional[float] = None,
+                 channel_dim: int = 1) -> None:
         super().__init__()
         self.norm1 = norm1 if norm1 is not None else nn.Identity()
         self.token_mixer = token_mixer
-        self.layer_scale1 = layer_scale(channels, layer_scale_init_value)
+        self.layer_scale1 = layer_scale(channels, layer_scale_init_value,
+                                        channel_dim)
+        self.res_scale1 = layer_scale(channels, res_scale_init_value,
+                                      channel_dim)
         self.norm2 = norm2 if norm2 is not None else nn.Identity()
         self.mlp = mlp
-        self.layer_scale2 = layer_scale(channels, layer_scale_init_value)
+        self.layer_scale2 = layer_scale(channels, layer_scale_init_value,
+                                        channel_dim)
+        self.res_scale2 = layer_scale(channels, res_scale_init_value,
+                                      channel_dim)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else (
             nn.Identity())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = add_residual(
-            x,
+            self.res_scale1(x),
             self.drop_path(self.layer_scale1(self.token_mixer(
                 self.norm1(x)))))
         return add_residual(
-            x, self.drop_path(self.layer_scale2(self.mlp(self.norm2(x)))))
+            self.res_scale2(x),
+            self.drop_path(self.layer_scale2(self.mlp(self.norm2(x)))))
 
     @torch.no_grad()
     def switch_to_deploy(self) -> None:

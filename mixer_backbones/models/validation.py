@@ -73,6 +73,16 @@ def check_optional_finite(owner: str, name: str, value: Any) -> None:
         raise ValueError(f'{owner}: {name}={value!r} must be finite')
 
 
+def check_optional_finite_list(owner: str, name: str, value: Any) -> None:
+    """A non-empty sequence of None or finite real numbers."""
+    if isinstance(value, (str, bytes)) or not isinstance(
+            value, Sequence) or not value:
+        raise TypeError(f'{owner}: {name} must be a non-empty list of '
+                        f'numbers or None, got {_shown(value)}')
+    for item in value:
+        check_optional_finite(owner, f'{name} entry', item)
+
+
 def check_drop_path_rate(owner: str, name: str, value: Any) -> None:
     """The largest probability of dropping a block: in [0, 1)."""
     if not _is_real(value):
@@ -121,6 +131,7 @@ ARGUMENT_CHECKS: Dict[str, Callable[[str, str, Any], None]] = {
     'mlp_ratio': check_positive,
     'pool_size': check_odd_size,
     'layer_scale_init_value': check_optional_finite,
+    'res_scale_init_values': check_optional_finite_list,
 }
 
 

@@ -212,6 +212,8 @@ def _fusable_pooling_block(block: nn.Module) -> bool:
     norm = block.norm1
     return (type(block) is MetaFormerBlock
             and isinstance(block.token_mixer, PoolingMixer)
+            and isinstance(block.res_scale1, nn.Identity)
+            and isinstance(block.res_scale2, nn.Identity)
             and (isinstance(norm, nn.Identity) or
                  (isinstance(norm, nn.GroupNorm) and norm.num_groups == 1
                   and norm.affine))
