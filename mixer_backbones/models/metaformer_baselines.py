@@ -26,6 +26,7 @@ pretrained model) or mixing within 14x14 windows (a different model, whose
 padding at sizes that are not multiples of the window has no published
 counterpart); neither keeps what the weights meant.
 """
+import os
 import re
 from typing import Optional, Sequence, Tuple, Union
 
@@ -397,6 +398,27 @@ class MetaFormerBaseline(MetaFormerBackbone):
         return nn.Sequential(
             MeanTokens(), nn.LayerNorm(channels, eps=1e-6), fc)
 
+    @classmethod
+    def convert_checkpoint_file(
+            cls,
+            checkpoint: str,
+            prefix: Optional[str] = None) -> Tuple[StateDict, str]:
+        """As :meth:`BaseDenseBackbone.convert_checkpoint_file`, refusing
+        first a file, URL or ``hf-hub:`` name that names another baseline
+        family: IdentityFormer and PoolFormerV2 (like RandFormer without
+        its frozen matrices) have the same keys and shapes, so only the
+        name can tell their weights apart."""
+        name = os.path.basename(str(checkpoint)).lower()
+        named = [family for family in _BASELINE_NAMES if family in name]
+        if named and cls.family_name not in named:
+            raise CheckpointError(
+                f'{checkpoint!r} is named as a {named[0]} checkpoint, but '
+                f'this is {cls.__name__}; the baselines share key names '
+                f'and shapes, so loading it would give no error and a '
+                f'wrong model. Rename the file if it does hold '
+                f'{cls.__name__} weights')
+        return super().convert_checkpoint_file(checkpoint, prefix)
+
     def unused_key_reason(self, key: str) -> Optional[str]:
         # The final norm (head.norm) and the linear or MLP head (head.fc).
         return 'classifier' if key.startswith('head.') else None
@@ -441,6 +463,9 @@ class MetaFormerBaseline(MetaFormerBackbone):
             f'{list(state_dict)[:5]}')
 
 
+# Names of the baseline families in release files and timm model names.
+_BASELINE_NAMES = ('identityformer', 'randformer', 'poolformerv2',
+                   'convformer', 'caformer')
 _SCALE = re.compile(r'((?:layer|res)_scale[12])\.scale$')
 # 1x1 convs in timm's convolutional stages, linear layers here.
 _POINTWISE = re.compile(r'\.(mlp\.fc[12]|token_mixer\.pwconv[12])\.weight$')
@@ -488,8 +513,8 @@ _CONVFORMER_ARCHS = {
     'm36': dict(depths=[3, 12, 18, 3], widths=[96, 192, 384, 576]),
     'b36': dict(depths=[3, 12, 18, 3], widths=[128, 256, 512, 768]),
 }
-# Published parameters (millions) and GMACs at 224, from the authors'
-# README; the two families of each pair share their weights' shapes.
+# Parameters (millions) and GMACs at 224 published in the authors' README;
+# the two families of each pair share their weights' shapes.
 _POOLFORMER_PUBLISHED = {
     's12': dict(params=11.9, gmacs=1.8),
     's24': dict(params=21.3, gmacs=3.4),
@@ -553,7 +578,8 @@ class PoolFormerV2(MetaFormerBaseline):
     family_name = 'poolformerv2'
     arch_zoo = _POOLFORMER_ARCHS
     published = _POOLFORMER_PUBLISHED
-    published_uncounted_ops = ('avg_pool', )
+    # The published GMACs (fvcore) leave out the pooling.
+    published_uncounted_ops = ('avg_pool2d', )
     timm_names = {arch: f'poolformerv2_{arch}' for arch in arch_zoo}
     mixers = ('pooling', ) * 4
     block_norm = 'sample'
@@ -583,6 +609,8 @@ class ConvFormer(MetaFormerBaseline):
     """
     family_name = 'convformer'
     arch_zoo = _CONVFORMER_ARCHS
+    # The README rounds the parameters to 27M, 40M, 57M and 100M; these
+    # are the counts of the authors' models, to 0.1M.
     published = {
         's18': dict(params=26.8, gmacs=3.9),
         's36': dict(params=40.0, gmacs=7.6),
@@ -623,8 +651,10 @@ class CAFormer(MetaFormerBaseline):
     """
     family_name = 'caformer'
     arch_zoo = _CONVFORMER_ARCHS
+    # The README rounds the parameters to 26M, 39M, 56M and 99M; these are
+    # the counts of the authors' models, to 0.1M.
     published = {
-        's18': dict(params=26.4, gmacs=4.1),
+        's18': dict(params=26.3, gmacs=4.1),
         's36': dict(params=39.3, gmacs=8.0),
         'm36': dict(params=56.2, gmacs=13.2),
         'b36': dict(params=98.8, gmacs=23.2),

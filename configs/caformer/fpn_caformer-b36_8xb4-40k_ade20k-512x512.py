@@ -1,0 +1,10 @@
+# CAFormer-B36 with the S18 recipe and drop path 0.3.
+_base_ = './fpn_caformer-s18_8xb4-40k_ade20k-512x512.py'
+
+checkpoint = 'https://huggingface.co/sail/dl/resolve/main/caformer/caformer_b36.pth'  # noqa: E501
+model = dict(
+    backbone=dict(
+        arch='b36',
+        drop_path_rate=0.3,
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint)),
+    neck=dict(in_channels=[128, 256, 512, 768]))

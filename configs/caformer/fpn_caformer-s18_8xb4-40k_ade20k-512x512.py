@@ -1,0 +1,14 @@
+# Semantic FPN with CAFormer-S18, 40k iterations on ADE20K: the PoolFormer
+# paper's recipe (_base_/fpn_8xb4-40k_ade20k-512x512_adamw.py), with
+# drop path 0.1 (configs/caformer/README.md says why).
+_base_ = '../_base_/fpn_8xb4-40k_ade20k-512x512_adamw.py'
+
+checkpoint = 'https://huggingface.co/sail/dl/resolve/main/caformer/caformer_s18.pth'  # noqa: E501
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='mixer_backbones.CAFormer',
+        arch='s18',
+        drop_path_rate=0.1,
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint)),
+    neck=dict(in_channels=[64, 128, 320, 512]))

@@ -1,0 +1,15 @@
+# RetinaNet with ConvFormer-S18, 1x schedule on COCO: the PoolFormer
+# paper's recipe (_base_/retinanet_fpn_1x_coco_adamw.py), with
+# drop path 0.1 (configs/convformer/README.md says why).
+_base_ = '../_base_/retinanet_fpn_1x_coco_adamw.py'
+
+checkpoint = 'https://huggingface.co/sail/dl/resolve/main/convformer/convformer_s18.pth'  # noqa: E501
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='mixer_backbones.ConvFormer',
+        arch='s18',
+        out_indices=(1, 2, 3),
+        drop_path_rate=0.1,
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint)),
+    neck=dict(in_channels=[128, 320, 512]))

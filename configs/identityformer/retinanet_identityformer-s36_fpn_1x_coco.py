@@ -1,0 +1,10 @@
+# IdentityFormer-S36 with the S12 recipe and drop path 0.2.
+_base_ = './retinanet_identityformer-s12_fpn_1x_coco.py'
+
+checkpoint = 'https://huggingface.co/sail/dl/resolve/main/identityformer/identityformer_s36.pth'  # noqa: E501
+model = dict(
+    backbone=dict(
+        arch='s36',
+        drop_path_rate=0.2,
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint)),
+    neck=dict(in_channels=[128, 320, 512]))

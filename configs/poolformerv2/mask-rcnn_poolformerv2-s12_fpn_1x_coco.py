@@ -1,0 +1,14 @@
+# Mask R-CNN with PoolFormerV2-S12, 1x schedule on COCO: the PoolFormer
+# paper's recipe (_base_/mask-rcnn_fpn_1x_coco_adamw.py), with
+# drop path 0.1 (configs/poolformerv2/README.md says why).
+_base_ = '../_base_/mask-rcnn_fpn_1x_coco_adamw.py'
+
+checkpoint = 'https://huggingface.co/sail/dl/resolve/main/poolformerv2/poolformerv2_s12.pth'  # noqa: E501
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='mixer_backbones.PoolFormerV2',
+        arch='s12',
+        drop_path_rate=0.1,
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint)),
+    neck=dict(in_channels=[64, 128, 320, 512]))

@@ -1,0 +1,10 @@
+# PoolFormerV2-S24 with the S12 recipe and drop path 0.1.
+_base_ = './mask-rcnn_poolformerv2-s12_fpn_1x_coco.py'
+
+checkpoint = 'https://huggingface.co/sail/dl/resolve/main/poolformerv2/poolformerv2_s24.pth'  # noqa: E501
+model = dict(
+    backbone=dict(
+        arch='s24',
+        drop_path_rate=0.1,
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint)),
+    neck=dict(in_channels=[64, 128, 320, 512]))
