@@ -9,8 +9,9 @@ papers publish, shown next to it) and the dense backbone's params and
 GMACs, as the configs build it (all four outputs with their level norms;
 ConvMixer with its default pyramid), at each ``--size`` (default 800x1344
 and 512x512). See :mod:`mixer_backbones.flops` for what is counted; the
-GMACs of ConvMixer's depthwise convolutions, which the published figures
-leave out, are given in brackets. ``--throughput H W`` adds images per
+GMACs of the operators the published figures leave out (the family's
+``published_uncounted_ops``: ConvMixer's depthwise convolutions,
+PoolFormerV2's pooling) are given in brackets. ``--throughput H W`` adds images per
 second of the inference form (``switch_to_deploy()``, on the CPU with
 ``mixer_backbones.ops.cpu.optimize`` and in the family's
 ``cpu_memory_format``; batch 1) on this machine.
@@ -55,6 +56,11 @@ def parse_args(argv=None):
 
 def measure(family_name: str, arch: str, sizes) -> dict:
     family = families()[family_name]
+
+    def uncounted(figures):
+        return sum(figures['by_op'].get(op, 0)
+                   for op in family.published_uncounted_ops)
+
     classifier = classification_figures(family, arch)
     with torch.device('meta'):
         backbone = family(arch=arch)
@@ -62,8 +68,7 @@ def measure(family_name: str, arch: str, sizes) -> dict:
         model=f'{family.__name__}-{arch}',
         params_m=classifier['params'] / 1e6,
         gmacs_224=classifier['macs'] / 1e9,
-        depthwise_gmacs_224=classifier['by_op'].get('depthwise_convolution',
-                                                    0) / 1e9,
+        uncounted_gmacs_224=uncounted(classifier) / 1e9,
         published=family.published.get(arch),
         dense_params_m=None,
         dense={})
@@ -72,14 +77,13 @@ def measure(family_name: str, arch: str, sizes) -> dict:
         row['dense_params_m'] = figures['params'] / 1e6
         row['dense'][f'{height}x{width}'] = dict(
             gmacs=figures['macs'] / 1e9,
-            depthwise_gmacs=figures['by_op'].get('depthwise_convolution', 0) /
-            1e9)
+            uncounted_gmacs=uncounted(figures) / 1e9)
     return row
 
 
-def _gmacs(total: float, depthwise: float, digits: int) -> str:
+def _gmacs(total: float, uncounted: float, digits: int) -> str:
     text = f'{total:.{digits}f}'
-    return text + f' ({depthwise:.{digits}f})' if depthwise else text
+    return text + f' ({uncounted:.{digits}f})' if uncounted else text
 
 
 def throughput(family_name: str, arch: str, size, rounds: int) -> float:
@@ -121,13 +125,13 @@ def format_rows(rows, sizes, markdown: bool) -> str:
         published = row['published']
         cells = [
             row['model'], f'{row["params_m"]:.1f}',
-            _gmacs(row['gmacs_224'], row['depthwise_gmacs_224'], 2),
+            _gmacs(row['gmacs_224'], row['uncounted_gmacs_224'], 2),
             f'{published["params"]}M, {published["gmacs"]}'
             if published else '-',
             f'{row["dense_params_m"]:.1f}'
         ] + [
             _gmacs(row['dense'][size]['gmacs'],
-                   row['dense'][size]['depthwise_gmacs'], 1)
+                   row['dense'][size]['uncounted_gmacs'], 1)
             for size in size_names
         ]
         if timed:

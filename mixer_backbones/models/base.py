@@ -420,6 +420,7 @@ class BaseDenseBackbone(BaseModule):
             elif isinstance(module, (nn.GroupNorm, nn.LayerNorm, _BatchNorm)):
                 if module.weight is not None:
                     nn.init.ones_(module.weight)
+                if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
     def init_weights(self) -> None:
