@@ -65,7 +65,8 @@ class SampleNorm(nn.Module):
     with one group) on channels-last maps, then scale per channel; no bias.
 
     The "modified layer norm" of IdentityFormer and PoolFormerV2, computed
-    as one ``layer_norm`` over the last three dimensions.
+    as one ``group_norm`` on the NCHW view (the scale fused in, so that
+    backward keeps only the input).
 
     Args:
         channels (int): Channels (the last dimension).
@@ -78,8 +79,9 @@ class SampleNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        normed = F.layer_norm(x, x.shape[-3:], eps=self.eps).to(x.dtype)
-        return normed * self.weight.to(x.dtype)
+        normed = F.group_norm(
+            x.permute(0, 3, 1, 2), 1, self.weight, eps=self.eps)
+        return normed.to(x.dtype).permute(0, 2, 3, 1)
 
     def extra_repr(self) -> str:
         return f'{self.weight.numel()}, eps={self.eps}'
