@@ -1,6 +1,7 @@
 """The benchmark tool at small sizes: it runs every variant, reports equal
 outputs for equal weights, and writes its JSON."""
 import json
+import re
 
 import pytest
 
@@ -66,3 +67,25 @@ def test_gemm_floor_times_the_1x1_convs_alone(tmp_path):
     assert floor['max_rel_diff'] is None  # it has no outputs to compare
     assert floor['infer']['median_ms'] > 0
     assert 'train' not in floor and 'train' in report['ours']
+
+
+def test_benchmark_caformer_against_timm(tmp_path):
+    """A MetaFormer baseline against timm on the same weights: equal
+    outputs, and StarReLU keeping only its input saves memory."""
+    out = tmp_path / 'bench.json'
+    run_tool('tools/benchmark.py', 'caformer', '--arch', 's18', '--size',
+             '65', '97', '--mode', 'both', '--rounds', '1', '--warmup', '1',
+             '--variants', 'ours', 'timm', '--json', out)
+    report = json.loads(out.read_text())['results']
+    assert report['timm']['max_rel_diff'] < 1e-5
+    ours, timm = (report[name]['train']['saved_for_backward_mib']
+                  for name in ('ours', 'timm'))
+    assert 0 < ours < timm
+
+
+def test_peak_memory_tool(tmp_path):
+    result = run_tool('tools/peak_memory.py', 'caformer', '--arch', 's18',
+                      '--size', '65', '97', '--attention', 'fused', 'math')
+    line = next(l for l in result.stdout.splitlines() if l.startswith('65x97'))
+    fused, math = (float(v) for v in re.findall(r'(?:fused|math) (\d+)', line))
+    assert fused > 0 and math > 0
