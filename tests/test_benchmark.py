@@ -86,6 +86,7 @@ def test_benchmark_caformer_against_timm(tmp_path):
 def test_peak_memory_tool(tmp_path):
     result = run_tool('tools/peak_memory.py', 'caformer', '--arch', 's18',
                       '--size', '65', '97', '--attention', 'fused', 'math')
-    line = next(l for l in result.stdout.splitlines() if l.startswith('65x97'))
+    line = next(text for text in result.stdout.splitlines()
+                if text.startswith('65x97'))
     fused, math = (float(v) for v in re.findall(r'(?:fused|math) (\d+)', line))
     assert fused > 0 and math > 0

@@ -72,8 +72,8 @@ def randomize(model, seed):
 def reference(family, arch):
     """timm's randomised state dict, the input and timm's four stage
     outputs at ``SIZE``."""
-    model = randomize(timm_model(family, arch).eval(), ARCHS.index(
-        (family, arch)))
+    model = randomize(
+        timm_model(family, arch).eval(), ARCHS.index((family, arch)))
     x = torch.randn(1, 3, *SIZE, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         outs = model.forward_intermediates(x, intermediates_only=True)
@@ -92,8 +92,8 @@ def to_sail(timm_state):
         new = re.sub(r'^stem\.', 'downsample_layers.0.', new)
         new = re.sub(r'^stages\.(\d)\.downsample\.norm\.',
                      r'downsample_layers.\1.pre_norm.', new)
-        new = re.sub(r'^stages\.(\d)\.downsample\.',
-                     r'downsample_layers.\1.', new)
+        new = re.sub(r'^stages\.(\d)\.downsample\.', r'downsample_layers.\1.',
+                     new)
         new = re.sub(r'^stages\.(\d)\.blocks\.(\d+)\.', r'stages.\1.\2.', new)
         new = re.sub(r'^head\.norm\.', 'norm.', new)
         new = re.sub(r'^head\.fc\.', 'head.', new)
@@ -153,9 +153,13 @@ def test_every_arch_equals_timm_from_every_layout(family, arch):
     authors' names have exactly the keys and shapes of their models."""
     state, x, expected = reference(family, arch)
     schema = manifest()[f'{family.family_name}/{arch}']['keys']
-    assert {k: list(v.shape)
-            for k, v in to_sail(state).items()} == {k: s
-                                                    for k, s, _ in schema}
+    assert {
+        k: list(v.shape)
+        for k, v in to_sail(state).items()
+    } == {
+        k: s
+        for k, s, _ in schema
+    }
     model = family(arch).eval()
     for layout in LAYOUTS:
         converted, detected = family.convert_checkpoint(
@@ -190,18 +194,14 @@ def test_every_release_schema_loads(name):
     family_name, arch = name.split('/')
     family = next(f for f in FAMILIES if f.family_name == family_name)
     torch.manual_seed(0)
-    state = {
-        k: torch.randn(shape)
-        for k, shape, _ in manifest()[name]['keys']
-    }
+    state = {k: torch.randn(shape) for k, shape, _ in manifest()[name]['keys']}
     model = family(arch.split('_')[0])
     converted, layout = family.convert_checkpoint(state)
     report = model.load_converted(converted, layout=layout)
     assert layout == 'sail-sg'
-    assert set(report['ignored']) == {
-        k
-        for k in converted if k.startswith('head.')
-    }
+    assert set(
+        report['ignored']) == {k
+                               for k in converted if k.startswith('head.')}
     own = model.state_dict()
     loaded = [k for k in converted if k in own]
     assert loaded and all(torch.equal(own[k], converted[k]) for k in loaded)
@@ -230,7 +230,8 @@ def test_another_arch_is_refused_before_loading_anything(tmp_path):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(CheckpointError, match='nothing was loaded'):
         model.load_pretrained(str(target))
-    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert all(
+        torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
 def test_another_family_is_refused(tmp_path):
@@ -341,8 +342,7 @@ def test_options():
     assert model.out_indices == (1, 3) and model.out_channels == [16, 64]
     assert not any(p.requires_grad for p in model.stages[1].parameters())
     assert isinstance(model.stages[1].blocks[0].mlp.act, nn.GELU)
-    assert model.stages[3].blocks[0].drop_path.drop_prob == pytest.approx(
-        0.2)
+    assert model.stages[3].blocks[0].drop_path.drop_prob == pytest.approx(0.2)
     outs = model(x)
     assert [tuple(o.shape) for o in outs] == [(2, 16, 9, 6), (2, 64, 3, 2)]
     with pytest.raises(ValueError, match='res_scale_init_values'):
@@ -369,9 +369,10 @@ def test_with_cp_keeps_outputs_and_gradients():
 
 def test_deploy_form_is_exact():
     torch.manual_seed(0)
-    model = randomize(PoolFormerV2(
-        dict(depths=[1, 1, 2, 1], widths=[8, 16, 32, 64]),
-        layer_scale_init_value=1e-2).eval(), 0)
+    model = randomize(
+        PoolFormerV2(
+            dict(depths=[1, 1, 2, 1], widths=[8, 16, 32, 64]),
+            layer_scale_init_value=1e-2).eval(), 0)
     x = torch.randn(1, 3, 45, 77)
     with torch.no_grad():
         before = model(x)

@@ -19,15 +19,15 @@ FAMILIES = {
 }
 KINDS = {
     'retinanet': ('retinanet_{}-{}_fpn_1x_coco.py', [r'coco/bbox_mAP:']),
-    'mask-rcnn': ('mask-rcnn_{}-{}_fpn_1x_coco.py',
-                  [r'coco/bbox_mAP:', r'coco/segm_mAP:']),
+    'mask-rcnn':
+    ('mask-rcnn_{}-{}_fpn_1x_coco.py', [r'coco/bbox_mAP:', r'coco/segm_mAP:']),
     'fpn': ('fpn_{}-{}_8xb4-40k_ade20k-512x512.py', [r'mIoU:']),
 }
 CASES = [(family, kind) for family in FAMILIES for kind in KINDS]
 
 
-@pytest.mark.parametrize('family, kind', CASES,
-                         ids=[f'{f}-{k}' for f, k in CASES])
+@pytest.mark.parametrize(
+    'family, kind', CASES, ids=[f'{f}-{k}' for f, k in CASES])
 def test_config_trains_and_evaluates(family, kind, toy_coco, toy_ade20k,
                                      tmp_path):
     pattern, metrics = KINDS[kind]

@@ -11,9 +11,9 @@ ConvMixer with its default pyramid), at each ``--size`` (default 800x1344
 and 512x512). See :mod:`mixer_backbones.flops` for what is counted; the
 GMACs of the operators the published figures leave out (the family's
 ``published_uncounted_ops``: ConvMixer's depthwise convolutions,
-PoolFormerV2's pooling) are given in brackets. ``--throughput H W`` adds images per
-second of the inference form (``switch_to_deploy()``, on the CPU with
-``mixer_backbones.ops.cpu.optimize`` and in the family's
+PoolFormerV2's pooling) are given in brackets. ``--throughput H W`` adds
+images per second of the inference form (``switch_to_deploy()``, on the
+CPU with ``mixer_backbones.ops.cpu.optimize`` and in the family's
 ``cpu_memory_format``; batch 1) on this machine.
 """
 import argparse
@@ -28,6 +28,7 @@ from mixer_backbones.engine import keep_freed_memory
 from mixer_backbones.flops import classification_figures, dense_figures
 from mixer_backbones.models import families
 from mixer_backbones.ops import cpu
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])

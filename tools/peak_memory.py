@@ -32,8 +32,8 @@ def _step(family_name: str, arch: str, size, attention: str,
     from torch.nn.attention import SDPBackend, sdpa_kernel
     model = families()[family_name](arch).to(device).train()
     x = torch.randn(1, 3, *size, device=device)
-    backend = sdpa_kernel(SDPBackend.MATH) if attention == 'math' else (
-        nullcontext())
+    backend = sdpa_kernel(
+        SDPBackend.MATH) if attention == 'math' else (nullcontext())
     if device == 'cuda':
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -69,10 +69,7 @@ def main() -> None:
         metavar=('H', 'W'),
         help='input size, repeatable (default 800 1344 and 512 512)')
     parser.add_argument(
-        '--attention',
-        nargs='+',
-        default=['fused'],
-        choices=['fused', 'math'])
+        '--attention', nargs='+', default=['fused'], choices=['fused', 'math'])
     parser.add_argument('--device', default=None)
     parser.add_argument('--child', help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -80,8 +77,10 @@ def main() -> None:
     arch = args.arch or next(iter(families()[args.family].arch_zoo))
     if args.child:
         case = json.loads(args.child)
-        print(json.dumps(_step(args.family, arch, case['size'],
-                               case['attention'], device)))
+        print(
+            json.dumps(
+                _step(args.family, arch, case['size'], case['attention'],
+                      device)))
         return
     sizes = args.size or [[800, 1344], [512, 512]]
     print(f'{args.family} {arch} | batch 1, fp32, forward + backward | '
@@ -90,12 +89,13 @@ def main() -> None:
         cells = []
         for attention in args.attention:
             case = json.dumps(dict(size=size, attention=attention))
-            result = subprocess.run(
-                [sys.executable, __file__, args.family, '--arch', arch,
-                 '--device', device, '--child', case],
-                check=True,
-                capture_output=True,
-                text=True)
+            result = subprocess.run([
+                sys.executable, __file__, args.family, '--arch', arch,
+                '--device', device, '--child', case
+            ],
+                                    check=True,
+                                    capture_output=True,
+                                    text=True)
             peak = json.loads(result.stdout.strip().splitlines()[-1])
             cells.append(f'{attention} {peak["peak_mib"]:.0f}')
         print(f'{size[0]}x{size[1]}: ' + ', '.join(cells))

@@ -15,7 +15,6 @@ from torch.nn.modules.batchnorm import _BatchNorm
 CfgType = Union[str, dict]
 
 
-
 class _StarReLUFunction(torch.autograd.Function):
     """``scale * relu(x) ** 2 + bias`` keeping only ``x`` for backward.
 

@@ -226,8 +226,7 @@ class Stem(nn.Module):
         self.norm = ChannelLayerNorm(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.conv(x).permute(0, 2, 3, 1)).permute(
-            0, 3, 1, 2)
+        return self.norm(self.conv(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
 class Downsampling(nn.Module):
@@ -338,8 +337,7 @@ class MetaFormerBaseline(MetaFormerBackbone):
         self.stages = nn.ModuleList()
         rates = drop_path_rates(depths, drop_path_rate)
         for i, (depth, width) in enumerate(zip(depths, widths)):
-            downsample = None if i == 0 else Downsampling(
-                widths[i - 1], width)
+            downsample = None if i == 0 else Downsampling(widths[i - 1], width)
             blocks = [
                 MetaFormerBlock(
                     width,
@@ -385,7 +383,8 @@ class MetaFormerBaseline(MetaFormerBackbone):
 
     # ------------------------------------------------- family queries --
     @classmethod
-    def classifier_head(cls, channels: int,
+    def classifier_head(cls,
+                        channels: int,
                         num_classes: int = 1000) -> nn.Module:
         """Global average, LayerNorm, then a linear layer or (ConvFormer,
         CAFormer) the two-layer MLP head with a squared ReLU and a
@@ -397,8 +396,8 @@ class MetaFormerBaseline(MetaFormerBackbone):
                 nn.Linear(channels, 4 * channels), nn.ReLU(),
                 nn.LayerNorm(4 * channels), nn.Linear(4 * channels,
                                                       num_classes))
-        return nn.Sequential(
-            MeanTokens(), nn.LayerNorm(channels, eps=1e-6), fc)
+        return nn.Sequential(MeanTokens(), nn.LayerNorm(channels, eps=1e-6),
+                             fc)
 
     @classmethod
     def convert_checkpoint_file(
@@ -488,8 +487,7 @@ def _convert_sail(state_dict: StateDict) -> StateDict:
     for key, value in state_dict.items():
         new = _SCALE.sub(r'\1.weight', key)
         new = re.sub(r'^stages\.(\d+)\.(\d+)\.', r'stages.\1.blocks.\2.', new)
-        new = re.sub(r'^downsample_layers\.0\.post_norm\.', 'stem.norm.',
-                     new)
+        new = re.sub(r'^downsample_layers\.0\.post_norm\.', 'stem.norm.', new)
         new = re.sub(r'^downsample_layers\.0\.', 'stem.', new)
         new = re.sub(r'^downsample_layers\.(\d+)\.pre_norm\.',
                      r'stages.\1.downsample.norm.', new)
