@@ -7,6 +7,7 @@ from .hooks import (DeployBackboneHook, NeckChannelsCheckHook,
                     ThroughputHook, check_neck_channels)
 from .models import (BaseDenseBackbone, ConvMixer, EfficientFormer,
                      PoolFormer, families)
+from .models import EfficientFormerV2
 from .registry import HOOKS, MODELS
 from .version import __version__
 
@@ -17,3 +18,4 @@ __all__ = [
     'DeployBackboneHook', 'EfficientFormer', 'NeckChannelsCheckHook',
     'PoolFormer', 'ThroughputHook', 'check_neck_channels', 'families'
 ]
+__all__ += ['EfficientFormerV2']

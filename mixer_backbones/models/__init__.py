@@ -4,6 +4,7 @@ from typing import Dict
 from .base import BaseDenseBackbone
 from .convmixer import ConvMixer
 from .efficientformer import EfficientFormer
+from .efficientformer_v2 import EfficientFormerV2
 from .metaformer import MetaFormerBackbone, MetaFormerBlock, MetaFormerStage
 from .poolformer import PoolFormer
 
@@ -30,3 +31,4 @@ __all__ = [
     'MetaFormerBackbone', 'MetaFormerBlock', 'MetaFormerStage', 'PoolFormer',
     'families'
 ]
+__all__ += ['EfficientFormerV2']
