@@ -1,7 +1,7 @@
 """EfficientFormerV2 as a dense backbone that runs at any input size."""
 import re
 from collections import OrderedDict
-from typing import AbstractSet, Dict, List, Optional, Sequence, Tuple, Union
+from typing import AbstractSet, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -772,15 +772,16 @@ def _rename_snap(key: str, keys: AbstractSet[str]) -> str:
         rest = re.sub(r'^conv\.', 'conv.conv.', rest)
         rest = re.sub(r'^bn\.', 'conv.norm.', rest)
         rest = re.sub(r'^attn\.', 'attention.', rest)
-    # Inside the attentions: nn.Sequential indices to names.
+    # Inside the attentions: nn.Sequential indices to names (the output
+    # projection's conv and BN follow its activation, at 1 and 2).
+    layer = ('conv.', 'norm.')
     rest = re.sub(r'\.q\.local\.0\.', '.q.local.', rest)
     rest = re.sub(r'\.q\.proj\.([01])\.',
-                  lambda m: '.q.proj.' + ('conv.', 'norm.')[int(m[1])], rest)
+                  lambda m: '.q.proj.' + layer[int(m[1])], rest)
     rest = re.sub(r'\b(token_mixer|attention)\.proj\.([12])\.',
-                  lambda m: f'{m[1]}.proj.' + ('conv.', 'norm.')[int(m[2]) - 1],
-                  rest)
+                  lambda m: f'{m[1]}.proj.' + layer[int(m[2]) - 1], rest)
     rest = re.sub(r'\.(stride_conv|q|k|v|v_local)\.([01])\.',
-                  lambda m: f'.{m[1]}.' + ('conv.', 'norm.')[int(m[2])], rest)
+                  lambda m: f'.{m[1]}.' + layer[int(m[2])], rest)
     return prefix + rest
 
 
