@@ -146,14 +146,18 @@ def to_snap(timm_state, arch):
     the manifest takes the tensor our converter maps it to."""
     ours, _ = EfficientFormerV2.convert_checkpoint(timm_state)
 
+    # Two keys that make the converter take the original layout, and
+    # their names in ours.
+    probe = {
+        'patch_embed.0.weight': 'stem.conv1.weight',
+        'network.0.0.mlp.mid.weight': 'stages.0.blocks.0.mlp.mid.weight'
+    }
+
     def fill(name, shape):
-        converted, _ = EfficientFormerV2.convert_checkpoint({
-            'patch_embed.0.weight': torch.zeros(1),
-            name: torch.zeros(shape)
-        })
-        key = [k for k in converted if k != 'stem.conv1.weight']
-        key = key[0] if key else 'stem.conv1.weight'
-        return ours[key].reshape(shape)
+        converted, _ = EfficientFormerV2.convert_checkpoint(
+            dict(probe, **{name: torch.zeros(shape)}))
+        key = probe.get(name) or (converted.keys() - set(probe.values()))
+        return ours[key if name in probe else key.pop()].reshape(shape)
 
     return release_state(f'classification/{arch}', fill)
 
@@ -408,6 +412,19 @@ def test_converter_is_idempotent_and_refuses_other_layouts():
     bad[key] = torch.zeros(49, 48, dtype=torch.long)
     with pytest.raises(CheckpointError, match='does not fit its table'):
         EfficientFormerV2.convert_checkpoint(bad)
+
+
+def test_efficientformer_v1_and_v2_checkpoints_are_told_apart():
+    from mixer_backbones import EfficientFormer
+    from mixer_backbones.release import detect_family
+    v2 = to_snap(timm_reference('s0')[0], 's0')
+    v1 = {k: v for k, v in EfficientFormer('l1').state_dict().items()}
+    with pytest.raises(CheckpointError, match='EfficientFormerV2 checkpoint'):
+        EfficientFormer.convert_checkpoint(v2)
+    with pytest.raises(CheckpointError, match='not an EfficientFormerV2'):
+        EfficientFormerV2.convert_checkpoint(v1)
+    assert detect_family(v2)[0] == 'efficientformer_v2'
+    assert detect_family(v1)[0] == 'efficientformer'
 
 
 def test_other_arch_is_refused_with_nothing_loaded(tmp_path):

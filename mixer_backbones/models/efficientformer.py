@@ -726,6 +726,11 @@ class EfficientFormer(DenseBiasLoading, MetaFormerBackbone):
         keys converting to one name raise :class:`CheckpointError`.
         """
         keys = list(state_dict)
+        if any(re.search(r'\.mlp\.mid\.(conv\.)?weight$', k) for k in keys):
+            raise CheckpointError(
+                'an EfficientFormerV2 checkpoint (depthwise convolutions '
+                "'.mlp.mid' in its FFNs), not an EfficientFormer one: load "
+                'it with EfficientFormerV2')
         if 'stem.conv1.weight' in state_dict:
             if any(
                     k.endswith(('.ls1.gamma', 'attention_bias_idxs'))

@@ -717,6 +717,11 @@ class EfficientFormerV2(DenseBiasLoading, MetaFormerBackbone):
         :class:`CheckpointError`.
         """
         keys = list(state_dict)
+        if not any(_DEPTHWISE_FFN.search(k) for k in keys):
+            raise CheckpointError(
+                'not an EfficientFormerV2 checkpoint: no depthwise FFN '
+                "convolution ('.mlp.mid.weight', or '.mlp.mid.conv.weight' "
+                f'in timm files); first keys: {keys[:5]}')
         if 'stem.conv1.weight' in state_dict:
             return dict(state_dict), 'mixer_backbones'
         if 'stem.conv1.conv.weight' in state_dict:
@@ -732,6 +737,10 @@ class EfficientFormerV2(DenseBiasLoading, MetaFormerBackbone):
 
 
 # ------------------------------------------------------------ converters --
+# What only EfficientFormerV2 has: the depthwise conv of its FFNs.
+_DEPTHWISE_FFN = re.compile(r'\.mlp\.mid\.(conv\.)?weight$')
+
+
 def _rename_timm(key: str, keys: AbstractSet[str]) -> str:
     key = re.sub(r'^stem\.conv([12])\.conv\.', r'stem.conv\1.', key)
     key = re.sub(r'^stem\.conv([12])\.bn\.', r'stem.norm\1.', key)
