@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from conftest import assert_close_to_scale
+from conftest import ROOT, assert_close_to_scale
 from mixer_backbones import MODELS, EfficientFormerV2
 from mixer_backbones.checkpoint import CheckpointError
 from mixer_backbones.models.efficientformer_v2 import (DownsampleAttention,
@@ -648,3 +648,44 @@ def test_max_differences_vs_timm_were_measured():
     print('\nmax |ours - timm| / max |timm| at 224:')
     for (arch, layout), error in sorted(ERRORS.items()):
         print(f'  {arch:3s} {layout:15s} {error:.2e}')
+
+
+@pytest.mark.parametrize('model, task, config', [
+    ('mask_rcnn', 'detection', 'configs/efficientformer_v2/'
+     'mask-rcnn_efficientformerv2-s0_fpn_1x_coco.py'),
+    ('semantic_fpn', 'segmentation', 'configs/efficientformer_v2/'
+     'fpn_efficientformerv2-s0_8xb4-40k_ade20k-512x512.py'),
+])
+def test_whole_release_fits_our_config(model, task, config):
+    """A whole released Mask R-CNN / Semantic FPN (backbone keys from the
+    authors' code, neck and heads of mmdet 2.x / mmseg 0.x) converts and
+    fits the model our config builds, key for key; only the unused
+    ImageNet tables are left out."""
+    registry = pytest.importorskip(
+        ('mmdet' if task == 'detection' else 'mmseg') + '.registry')
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+
+    from mixer_backbones.release import check_against_model, convert_release
+    with open(MANIFEST.replace('efficientformer_v2.json',
+                               'whole_models.json')) as f:
+        heads = json.load(f)['layouts'][f'{model}/efficientformer_v2/s0']
+    state = release_state(f'{task}/s0', lambda name, shape: torch.rand(shape))
+    state.update({
+        name: torch.rand(shape) if dtype == 'float32' else torch.zeros(
+            shape, dtype=torch.long)
+        for name, shape, dtype in heads['keys']
+    })
+    converted, info = convert_release(state)
+    assert info['family'] == 'efficientformer_v2'
+    cfg = Config.fromfile(osp.join(ROOT, config))
+    cfg.model.backbone.init_cfg = None
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        built = registry.MODELS.build(cfg.model)
+    check = check_against_model(converted, built)
+    assert set(check['ignored'].values()) == {
+        built.backbone.unused_table_reason
+    }
+    assert len(check['ignored']) == 5  # 4 attention blocks, 1 downsample
+    own = built.state_dict()
+    assert sorted(k for k in converted if k in own) == sorted(own)
