@@ -642,6 +642,28 @@ def test_switch_to_deploy_folds_every_batchnorm(size):
         assert_close_to_scale(a, e, tol=1e-5)
 
 
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_cpu_fast_path_fuses_the_ffn_convs(channels_last):
+    from conftest import counting_fused_convs, deployed
+    from mixer_backbones.ops import cpu
+    if not cpu.fused_ops_available():
+        pytest.skip('no oneDNN in this torch build')
+    model = randomize(EfficientFormerV2(TINY), seed=6).eval()
+    x = torch.randn(1, 3, 75, 101)
+    with torch.no_grad():
+        expected = model(x)
+        model, x = deployed(model, x, channels_last)
+        model(x)  # channels-last weights are packed on the first call
+        with counting_fused_convs() as calls:
+            actual = model(x)
+    # Each block's first and last FFN conv, with the activation and the
+    # residual addition.
+    blocks = sum(len(stage.blocks) for stage in model.stages)
+    assert len(calls) == 2 * blocks
+    for a, e in zip(actual, expected):
+        assert_close_to_scale(a, e, tol=1e-5)
+
+
 def test_max_differences_vs_timm_were_measured():
     if not ERRORS:
         pytest.skip('run with the timm equivalence tests')
