@@ -642,6 +642,34 @@ def test_switch_to_deploy_folds_every_batchnorm(size):
         assert_close_to_scale(a, e, tol=1e-5)
 
 
+def test_deploy_with_other_norms_folds_only_batchnorms():
+    model = randomize(
+        EfficientFormerV2(TINY, norm_cfg=dict(type='GN', num_groups=2)),
+        seed=7).eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        expected = model(x)
+        actual = model.switch_to_deploy()(x)
+    block = model.stages[3].blocks[-1]
+    assert not isinstance(block.layer_scale1, nn.Identity)
+    for a, e in zip(actual, expected):
+        assert_close_to_scale(a, e, tol=1e-5)
+
+
+def test_mmcv_fuse_conv_bn():
+    import copy
+    cnn = pytest.importorskip('mmcv.cnn')
+    model = randomize(EfficientFormerV2(TINY), seed=8).eval()
+    x = torch.rand(1, 3, 96, 160)
+    with torch.no_grad():
+        expected = model(x)
+        fused = cnn.fuse_conv_bn(copy.deepcopy(model))
+        actual = fused(x)
+    assert not [m for m in fused.modules() if isinstance(m, nn.BatchNorm2d)]
+    for a, e in zip(actual, expected):
+        assert_close_to_scale(a, e)
+
+
 @pytest.mark.parametrize('channels_last', [False, True])
 def test_cpu_fast_path_fuses_the_ffn_convs(channels_last):
     from conftest import counting_fused_convs, deployed

@@ -389,7 +389,8 @@ class EfficientFormerV2Block(nn.Module):
         the last conv of its branch (eval mode); drop path goes."""
         if self.token_mixer is not None:
             fold_conv_norms(self.token_mixer)
-            if isinstance(self.layer_scale1, LayerScale):
+            if isinstance(self.layer_scale1, LayerScale) and isinstance(
+                    self.token_mixer.proj.norm, nn.Identity):
                 _scale_conv(self.token_mixer.proj.conv,
                             self.layer_scale1.weight)
                 self.layer_scale1 = nn.Identity()
