@@ -6,9 +6,15 @@ checkpoint loading under torch >= 2.6, process-group clean-up at exit)."""
 from . import compat
 from .hooks import (DeployBackboneHook, NeckChannelsCheckHook,
                     ThroughputHook, check_neck_channels)
+<<<<<<< HEAD
 from .models import (BaseDenseBackbone, CAFormer, ConvFormer, ConvMixer,
                      EfficientFormer, IdentityFormer, PoolFormer,
                      PoolFormerV2, families)
+=======
+from .models import (BaseDenseBackbone, ConvMixer, EfficientFormer,
+                     PoolFormer, families)
+from .models import EfficientFormerV2
+>>>>>>> effv2
 from .registry import HOOKS, MODELS
 from .version import __version__
 
@@ -20,3 +26,4 @@ __all__ = [
     'IdentityFormer', 'NeckChannelsCheckHook', 'PoolFormer', 'PoolFormerV2',
     'ThroughputHook', 'check_neck_channels', 'families'
 ]
+__all__ += ['EfficientFormerV2']

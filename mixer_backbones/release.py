@@ -128,10 +128,15 @@ def convert_release(state_dict: StateDict,
     else:
         model_cls = _families()[family]
     converted, layout = model_cls.convert_checkpoint(backbone)
-    if not any(k.startswith('out_norms.') for k in converted):
+    # EfficientFormerV2's dense models have no output norm, but their own
+    # attention bias tables.
+    if not any(
+            k.startswith('out_norms.') or k.endswith('dense_attention_biases')
+            for k in converted):
         raise CheckpointError(
-            f'the backbone ({layout} layout) has no per-level output norms: '
-            'not the backbone of a released dense model')
+            f'the backbone ({layout} layout) has no per-level output norms '
+            '(nor dense attention tables): not the backbone of a released '
+            'dense model')
     rest = {
         k: v
         for k, v in state_dict.items() if not k.startswith('backbone.')

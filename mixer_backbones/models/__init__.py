@@ -4,6 +4,7 @@ from typing import Dict
 from .base import BaseDenseBackbone
 from .convmixer import ConvMixer
 from .efficientformer import EfficientFormer
+from .efficientformer_v2 import EfficientFormerV2
 from .metaformer import MetaFormerBackbone, MetaFormerBlock, MetaFormerStage
 from .metaformer_baselines import (CAFormer, ConvFormer, IdentityFormer,
                                    PoolFormerV2)
@@ -33,3 +34,4 @@ __all__ = [
     'MetaFormerBlock', 'MetaFormerStage', 'PoolFormer', 'PoolFormerV2',
     'families'
 ]
+__all__ += ['EfficientFormerV2']

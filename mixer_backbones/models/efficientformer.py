@@ -35,67 +35,72 @@ def _is_exporting() -> bool:
             or torch.onnx.is_in_onnx_export())
 
 
-class RelativeBiasAttention(nn.Module):
-    """Multi-head self-attention over an HxW token grid with a learned
-    bias per head and per offset ``(|dy|, |dx|)``.
+def offset_index(height: int,
+                 width: int,
+                 query_stride: int = 1,
+                 device: Optional[torch.device] = None) -> torch.Tensor:
+    """The ``[Nq, N]`` index of each (query, key) pair's offset into a
+    row-major ``[H, W]`` grid of offsets ``(|dy|, |dx|)``, for keys on an
+    HxW grid and queries on every ``query_stride``-th point of it
+    (``ceil(H / s) x ceil(W / s)`` queries; ``dy = s * qy - ky``), tokens
+    in row-major order."""
+    rows = torch.arange(height, device=device)
+    cols = torch.arange(width, device=device)
+    dy = (rows[::query_stride, None] - rows[None, :]).abs()
+    dx = (cols[::query_stride, None] - cols[None, :]).abs()
+    index = dy[:, None, :, None] * width + dx[None, :, None, :]
+    return index.reshape(dy.shape[0] * dx.shape[0], height * width)
 
-    The bias table ``attention_biases`` has ``resolution ** 2`` entries
-    per head, one for each offset of a ``resolution x resolution`` grid
-    (offset ``(|dy|, |dx|)`` at column ``|dy| * resolution + |dx|``), the
-    layout of the published checkpoints. On an HxW grid the table is viewed
-    as a ``[heads, resolution, resolution]`` image over ``(|dy|, |dx|)``
-    and resampled to ``[heads, H, W]`` (see ``bias_mode``); on a grid of
-    exactly ``resolution x resolution`` it is used as is, so 224x224 inputs
-    give the pretrained model's values exactly. The ``[heads, N, N]`` bias
-    is gathered from that per forward (cheap next to the attention itself)
-    and cached per grid size only in eval mode without autograd, outside
-    tracing, compiling and export.
 
-    Args:
-        channels (int): Token channels.
-        num_heads (int): Attention heads. Defaults to 8.
-        key_dim (int): Channels of each head's queries and keys.
-            Defaults to 32.
-        attn_ratio (float): Value channels per head over ``key_dim``.
-            Defaults to 4.
-        resolution (int): Side of the grid the bias table is defined on.
-            Defaults to 7.
-        bias_mode (str): How the table is carried to other grid sizes:
-            ``'bicubic'`` or ``'bilinear'`` resampling with
-            ``align_corners=True`` (offset 0 stays offset 0, the largest
-            pretrained offset maps to the largest offset of the grid), or
-            ``'clamp'`` (offsets beyond the table take the value of its last
-            row/column; smaller grids use the table's first entries), or
-            ``'dense'``: the original dense models' computation (see
-            :meth:`dense_relative_bias`) on a table ``dense_attention_biases``
-            of ``resolution ** 2`` offsets that replaces
-            ``attention_biases``. A module loading a state dict that holds
-            ``dense_attention_biases`` switches to ``'dense'`` by itself
-            (see :meth:`switch_to_dense`). Defaults to ``'bicubic'``.
+def resample_offset_table(table: torch.Tensor, height: int, width: int,
+                          mode: str) -> torch.Tensor:
+    """Carry a ``[heads, R, R]`` table over offsets ``(|dy|, |dx|)`` to
+    ``[heads, H, W]``: unchanged for an RxR grid; otherwise ``'bicubic'`` or
+    ``'bilinear'`` resampling with ``align_corners=True`` (offset 0 stays
+    offset 0, the largest table offset maps to the largest offset of the
+    grid), or ``'clamp'`` (offsets beyond the table take the value of its
+    last row/column)."""
+    size = table.shape[-1]
+    if (height, width) == (size, size):
+        return table
+    if mode == 'clamp':
+        rows = torch.arange(height, device=table.device).clamp(max=size - 1)
+        cols = torch.arange(width, device=table.device).clamp(max=size - 1)
+        return table[:, rows][:, :, cols]
+    resized = F.interpolate(
+        table.unsqueeze(0).float(),
+        size=(height, width),
+        mode=mode,
+        align_corners=True)
+    return resized.squeeze(0).to(table.dtype)
+
+
+class RelativeBiasTable(nn.Module):
+    """Base of the attention modules with a learned bias per head and per
+    offset ``(|dy|, |dx|)``: the table, its modes at other grid sizes, the
+    switch to the original dense models' table and a cache of the bias.
+
+    The table ``attention_biases`` has ``resolution ** 2`` entries per head,
+    offset ``(|dy|, |dx|)`` at column ``|dy| * resolution + |dx|`` (the
+    layout of the published checkpoints). In ``'dense'`` mode it is
+    ``dense_attention_biases`` instead (see :meth:`switch_to_dense`); a
+    module loading a state dict that holds ``dense_attention_biases``
+    switches to ``'dense'`` by itself. A subclass calls
+    :meth:`init_bias_table` and implements :meth:`relative_bias` for its
+    grid, which :meth:`cached_relative_bias` caches per grid size in eval
+    mode without autograd, outside tracing, compiling and export.
     """
 
     cache_size = 8
 
-    def __init__(self,
-                 channels: int,
-                 num_heads: int = 8,
-                 key_dim: int = 32,
-                 attn_ratio: float = 4.,
-                 resolution: int = 7,
-                 bias_mode: str = 'bicubic') -> None:
-        super().__init__()
+    def init_bias_table(self, num_heads: int, resolution: int,
+                        bias_mode: str) -> None:
         if bias_mode not in BIAS_MODES:
             raise ValueError(f'unknown bias_mode {bias_mode!r}; valid: '
                              f'{BIAS_MODES}')
         self.num_heads = num_heads
-        self.key_dim = key_dim
-        self.value_dim = int(attn_ratio * key_dim)
-        self.scale = key_dim**-0.5
         self.resolution = resolution
         self.bias_mode = bias_mode
-        self.qkv = nn.Linear(channels,
-                             num_heads * (2 * key_dim + self.value_dim))
-        self.proj = nn.Linear(num_heads * self.value_dim, channels)
         table = nn.Parameter(torch.zeros(num_heads, resolution * resolution))
         if bias_mode == 'dense':
             self.register_parameter(DENSE_TABLE_KEY, table)
@@ -115,7 +120,7 @@ class RelativeBiasAttention(nn.Module):
         """Turn into ``'dense'`` mode with a zero table of ``resolution **
         2`` offsets, in place: the same parameter object, renamed
         ``dense_attention_biases`` and resized, so an optimizer built before
-        still holds it. The pretrained 7x7 table is not used by the
+        still holds it. The pretrained table is not used by the
         original dense models and is not kept."""
         if not isinstance(resolution, int) or resolution < 1:
             raise ValueError(f'dense bias resolution must be a positive int, '
@@ -132,6 +137,12 @@ class RelativeBiasAttention(nn.Module):
                 'distributed run, where parameters cannot change shape '
                 'after wrapping; build the backbone with '
                 f"bias_mode='dense', bias_resolution={resolution}")
+        self.reset_bias_table('dense', resolution)
+
+    def reset_bias_table(self, mode: str, resolution: int) -> None:
+        """Set the mode and a zero table of ``resolution ** 2`` offsets,
+        keeping the parameter object (what :meth:`switch_to_dense` and
+        its undo do)."""
         table = self.bias_table
         name = DENSE_TABLE_KEY if self.bias_mode == 'dense' else (
             'attention_biases')
@@ -139,9 +150,9 @@ class RelativeBiasAttention(nn.Module):
         with torch.no_grad():
             table.data = table.new_zeros(self.num_heads,
                                          resolution * resolution)
-        self._parameters[DENSE_TABLE_KEY] = table
-        self.bias_mode = 'dense'
-        self.resolution = resolution
+        name = DENSE_TABLE_KEY if mode == 'dense' else 'attention_biases'
+        self._parameters[name] = table
+        self.bias_mode, self.resolution = mode, resolution
         self._bias_cache.clear()
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -151,60 +162,20 @@ class RelativeBiasAttention(nn.Module):
             self.switch_to_dense(_dense_resolution(dense, prefix))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def dense_relative_bias(self, num_tokens: int) -> torch.Tensor:
-        """The bias of the original dense models for ``num_tokens``
-        tokens: the table expanded to the ``[heads, R*R, R*R]`` pair matrix
-        of an RxR grid (pair (a, b) takes offset ``(|dy|, |dx|)`` of tokens
-        a and b), then resized as an image, bicubically (corners not
-        aligned), to ``[heads, N, N]``. It depends on the token count
-        only, not on the grid's shape, exactly as in the original."""
+    def offset_table(self) -> torch.Tensor:
+        """The table as a ``[heads, R, R]`` image over the offsets."""
         size = self.resolution
-        table = getattr(self, DENSE_TABLE_KEY)
-        rows = torch.arange(size, device=table.device)
-        dy = (rows[:, None] - rows[None, :]).abs()
-        index = (dy[:, None, :, None] * size + dy[None, :, None, :]).reshape(
-            size * size, size * size)
-        pair = table[:, index].unsqueeze(0)
-        resized = F.interpolate(
-            pair.float(), size=(num_tokens, num_tokens), mode='bicubic')
-        return resized.squeeze(0).to(table.dtype)
-
-    def offset_bias(self, height: int, width: int) -> torch.Tensor:
-        """The bias of each offset on an HxW grid: ``[heads, H, W]``
-        indexed by ``(|dy|, |dx|)``."""
-        size = self.resolution
-        table = self.attention_biases.view(self.num_heads, size, size)
-        if (height, width) == (size, size):
-            return table
-        if self.bias_mode == 'clamp':
-            rows = torch.arange(
-                height, device=table.device).clamp(max=size - 1)
-            cols = torch.arange(width, device=table.device).clamp(max=size - 1)
-            return table[:, rows][:, :, cols]
-        resized = F.interpolate(
-            table.unsqueeze(0).float(),
-            size=(height, width),
-            mode=self.bias_mode,
-            align_corners=True)
-        return resized.squeeze(0).to(table.dtype)
+        return self.bias_table.view(self.num_heads, size, size)
 
     def relative_bias(self, height: int, width: int) -> torch.Tensor:
-        """The ``[heads, H*W, H*W]`` bias added to the attention logits of
-        an HxW grid (tokens in row-major order)."""
-        if self.bias_mode == 'dense':
-            return self.dense_relative_bias(height * width)
-        grid = self.offset_bias(height, width).flatten(1)
-        device = grid.device
-        rows = torch.arange(height, device=device)
-        cols = torch.arange(width, device=device)
-        dy = (rows[:, None] - rows[None, :]).abs()
-        dx = (cols[:, None] - cols[None, :]).abs()
-        index = dy[:, None, :, None] * width + dx[None, :, None, :]
-        num_tokens = height * width
-        return grid[:, index.reshape(num_tokens, num_tokens)]
+        """The ``[heads, Nq, N]`` bias of the attention logits on a grid
+        of ``height x width`` (a subclass's grid)."""
+        raise NotImplementedError
 
-    def _cached_relative_bias(self, height: int, width: int,
-                              dtype: torch.dtype) -> torch.Tensor:
+    def cached_relative_bias(self, height: int, width: int,
+                             dtype: torch.dtype) -> torch.Tensor:
+        """:meth:`relative_bias` in ``dtype``, cached per grid size when
+        nothing needs a graph (eval mode, no autograd, no export)."""
         if (self.training or torch.is_grad_enabled() or _is_exporting()):
             return self.relative_bias(height, width).to(dtype)
         table = self.bias_table
@@ -219,6 +190,97 @@ class RelativeBiasAttention(nn.Module):
             self._bias_cache[key] = bias
         return bias
 
+
+def dense_pair_bias(table: torch.Tensor, num_queries: int, num_keys: int,
+                    query_stride: int = 1) -> torch.Tensor:
+    """The bias of the original dense models: a ``[heads, R, R]`` offset
+    table expanded to the pair matrix of its RxR key grid (queries on every
+    ``query_stride``-th point, see :func:`offset_index`), then resized as
+    an image, bicubically (corners not aligned), to ``[heads, Nq, N]``. It
+    depends on the token counts only, not on the grid's shape, exactly as
+    in the original."""
+    size = table.shape[-1]
+    index = offset_index(size, size, query_stride, table.device)
+    pair = table.flatten(1)[:, index].unsqueeze(0)
+    resized = F.interpolate(
+        pair.float(), size=(num_queries, num_keys), mode='bicubic')
+    return resized.squeeze(0).to(table.dtype)
+
+
+class RelativeBiasAttention(RelativeBiasTable):
+    """Multi-head self-attention over an HxW token grid with a learned
+    bias per head and per offset ``(|dy|, |dx|)``.
+
+    The bias table (see :class:`RelativeBiasTable`) is viewed as a
+    ``[heads, resolution, resolution]`` image over ``(|dy|, |dx|)`` and
+    resampled to ``[heads, H, W]`` on an HxW grid (see ``bias_mode`` and
+    :func:`resample_offset_table`); on a grid of exactly ``resolution x
+    resolution`` it is used as is, so 224x224 inputs give the pretrained
+    model's values exactly. The ``[heads, N, N]`` bias is gathered from
+    that per forward (cheap next to the attention itself) and cached per
+    grid size only in eval mode without autograd, outside tracing,
+    compiling and export.
+
+    Args:
+        channels (int): Token channels.
+        num_heads (int): Attention heads. Defaults to 8.
+        key_dim (int): Channels of each head's queries and keys.
+            Defaults to 32.
+        attn_ratio (float): Value channels per head over ``key_dim``.
+            Defaults to 4.
+        resolution (int): Side of the grid the bias table is defined on.
+            Defaults to 7.
+        bias_mode (str): How the table is carried to other grid sizes:
+            ``'bicubic'`` or ``'bilinear'`` resampling with
+            ``align_corners=True`` (offset 0 stays offset 0, the largest
+            pretrained offset maps to the largest offset of the grid), or
+            ``'clamp'`` (offsets beyond the table take the value of its last
+            row/column; smaller grids use the table's first entries), or
+            ``'dense'``: the original dense models' computation (see
+            :func:`dense_pair_bias`) on a table ``dense_attention_biases``
+            of ``resolution ** 2`` offsets that replaces
+            ``attention_biases``. A module loading a state dict that holds
+            ``dense_attention_biases`` switches to ``'dense'`` by itself
+            (see :meth:`switch_to_dense`). Defaults to ``'bicubic'``.
+    """
+
+    def __init__(self,
+                 channels: int,
+                 num_heads: int = 8,
+                 key_dim: int = 32,
+                 attn_ratio: float = 4.,
+                 resolution: int = 7,
+                 bias_mode: str = 'bicubic') -> None:
+        super().__init__()
+        self.key_dim = key_dim
+        self.value_dim = int(attn_ratio * key_dim)
+        self.scale = key_dim**-0.5
+        self.qkv = nn.Linear(channels,
+                             num_heads * (2 * key_dim + self.value_dim))
+        self.proj = nn.Linear(num_heads * self.value_dim, channels)
+        self.init_bias_table(num_heads, resolution, bias_mode)
+
+    def dense_relative_bias(self, num_tokens: int) -> torch.Tensor:
+        """The bias of the original dense models for ``num_tokens``
+        tokens (see :func:`dense_pair_bias`)."""
+        return dense_pair_bias(self.offset_table(), num_tokens, num_tokens)
+
+    def offset_bias(self, height: int, width: int) -> torch.Tensor:
+        """The bias of each offset on an HxW grid: ``[heads, H, W]``
+        indexed by ``(|dy|, |dx|)``."""
+        return resample_offset_table(
+            self.attention_biases.view(self.num_heads, self.resolution,
+                                       self.resolution), height, width,
+            self.bias_mode)
+
+    def relative_bias(self, height: int, width: int) -> torch.Tensor:
+        """The ``[heads, H*W, H*W]`` bias added to the attention logits of
+        an HxW grid (tokens in row-major order)."""
+        if self.bias_mode == 'dense':
+            return self.dense_relative_bias(height * width)
+        grid = self.offset_bias(height, width).flatten(1)
+        return grid[:, offset_index(height, width, device=grid.device)]
+
     def forward(self, x: torch.Tensor, height: int,
                 width: int) -> torch.Tensor:
         """Attend over tokens ``x`` of shape (B, H*W, C)."""
@@ -227,7 +289,7 @@ class RelativeBiasAttention(nn.Module):
                                   -1).transpose(1, 2)
         q, k, v = qkv.split([self.key_dim, self.key_dim, self.value_dim],
                             dim=-1)
-        bias = self._cached_relative_bias(height, width, q.dtype)
+        bias = self.cached_relative_bias(height, width, q.dtype)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=bias, scale=self.scale)
         out = out.transpose(1, 2).reshape(batch, num_tokens, -1)
@@ -318,8 +380,63 @@ def _conv_bn(in_channels: int, out_channels: int, norm_cfg: dict,
     ]
 
 
+class DenseBiasLoading:
+    """What loading does for a backbone whose attention modules are
+    :class:`RelativeBiasTable`: a checkpoint carrying an attention's
+    ``dense_attention_biases`` (a released dense model) switches it to
+    ``'dense'`` mode with that table's size; a dense table missing from a
+    checkpoint starts from zero; the unused ImageNet table a released dense
+    model keeps beside it is ignored. Mixed in before the backbone's base
+    class."""
+
+    unused_table_reason = ('the ImageNet bias table, which the original '
+                           'dense models keep but never use')
+
+    def _attentions(self) -> Dict[str, RelativeBiasTable]:
+        return {
+            name + '.': module
+            for name, module in self.named_modules()
+            if isinstance(module, RelativeBiasTable)
+        }
+
+    def adapt_to_checkpoint(self, state_dict: StateDict):
+        """Switch every attention whose ``dense_attention_biases`` the
+        checkpoint carries to ``'dense'`` mode with that table's size (see
+        :meth:`RelativeBiasTable.switch_to_dense`); returns the undo."""
+        switched = []
+        for prefix, attention in self._attentions().items():
+            table = state_dict.get(prefix + DENSE_TABLE_KEY)
+            if table is None:
+                continue
+            resolution = _dense_resolution(table, prefix)
+            if (attention.bias_mode, attention.resolution) != ('dense',
+                                                               resolution):
+                switched.append((attention, attention.bias_mode,
+                                 attention.resolution))
+                attention.switch_to_dense(resolution)
+
+        def undo() -> None:
+            for attention, mode, resolution in switched:
+                attention.reset_bias_table(mode, resolution)
+
+        return undo
+
+    def is_new_key(self, key: str) -> bool:
+        # A dense table missing from an ImageNet checkpoint starts from
+        # zero, as in the original dense recipe.
+        return super().is_new_key(key) or key.endswith('.' + DENSE_TABLE_KEY)
+
+    def unused_key_reason(self, key: str) -> Optional[str]:
+        prefix, _, name = key.rpartition('.')
+        attention = self._attentions().get(prefix + '.')
+        if (name == 'attention_biases' and attention is not None
+                and attention.bias_mode == 'dense'):
+            return self.unused_table_reason
+        return super().unused_key_reason(key)
+
+
 @MODELS.register_module()
-class EfficientFormer(MetaFormerBackbone):
+class EfficientFormer(DenseBiasLoading, MetaFormerBackbone):
     """EfficientFormer backbone with a 4/8/16/32 feature pyramid, at any
     input size.
 
@@ -435,6 +552,8 @@ class EfficientFormer(MetaFormerBackbone):
     cpu_memory_format = torch.channels_last
     tiny_arch = dict(depths=[1, 1, 1, 2], widths=[8, 16, 24, 32], vit_num=1)
     classifier_prefixes = ('head.', 'head_dist.', 'norm.')
+    unused_table_reason = ('the ImageNet 7x7 bias table, which the original '
+                           'dense models keep but never use')
 
     def __init__(self,
                  arch: Union[str, dict] = 'l1',
@@ -568,58 +687,6 @@ class EfficientFormer(MetaFormerBackbone):
         return super().switch_to_deploy()
 
     # ---------------------------------------------------------- weights --
-    def _attentions(self) -> Dict[str, RelativeBiasAttention]:
-        return {
-            name + '.': module
-            for name, module in self.named_modules()
-            if isinstance(module, RelativeBiasAttention)
-        }
-
-    def adapt_to_checkpoint(self, state_dict: StateDict):
-        """Switch every attention whose ``dense_attention_biases`` the
-        checkpoint carries to ``'dense'`` mode with that table's size (see
-        :meth:`RelativeBiasAttention.switch_to_dense`); returns the undo."""
-        switched = []
-        for prefix, attention in self._attentions().items():
-            table = state_dict.get(prefix + DENSE_TABLE_KEY)
-            if table is None:
-                continue
-            resolution = _dense_resolution(table, prefix)
-            if (attention.bias_mode, attention.resolution) != ('dense',
-                                                               resolution):
-                switched.append((attention, attention.bias_mode,
-                                 attention.resolution))
-                attention.switch_to_dense(resolution)
-
-        def undo() -> None:
-            for attention, mode, resolution in switched:
-                table = attention.bias_table
-                del attention._parameters[DENSE_TABLE_KEY]
-                with torch.no_grad():
-                    table.data = table.new_zeros(attention.num_heads,
-                                                 resolution * resolution)
-                name = DENSE_TABLE_KEY if mode == 'dense' else (
-                    'attention_biases')
-                attention._parameters[name] = table
-                attention.bias_mode, attention.resolution = mode, resolution
-                attention._bias_cache.clear()
-
-        return undo
-
-    def is_new_key(self, key: str) -> bool:
-        # A dense table missing from an ImageNet checkpoint starts from
-        # zero, as in the original dense recipe.
-        return super().is_new_key(key) or key.endswith('.' + DENSE_TABLE_KEY)
-
-    def unused_key_reason(self, key: str) -> Optional[str]:
-        prefix, _, name = key.rpartition('.')
-        attention = self._attentions().get(prefix + '.')
-        if (name == 'attention_biases' and attention is not None
-                and attention.bias_mode == 'dense'):
-            return ('the ImageNet 7x7 bias table, which the original dense '
-                    'models keep but never use')
-        return None
-
     @classmethod
     def convert_checkpoint(cls,
                            state_dict: StateDict) -> Tuple[StateDict, str]:
@@ -659,6 +726,11 @@ class EfficientFormer(MetaFormerBackbone):
         keys converting to one name raise :class:`CheckpointError`.
         """
         keys = list(state_dict)
+        if any(re.search(r'\.mlp\.mid\.(conv\.)?weight$', k) for k in keys):
+            raise CheckpointError(
+                'an EfficientFormerV2 checkpoint (depthwise convolutions '
+                "'.mlp.mid' in its FFNs), not an EfficientFormer one: load "
+                'it with EfficientFormerV2')
         if 'stem.conv1.weight' in state_dict:
             if any(
                     k.endswith(('.ls1.gamma', 'attention_bias_idxs'))

@@ -7,7 +7,8 @@ fused kernels through PyTorch's private operators:
 
 - a 1x1 convolution with its activation as a post-op (exact GELU or
   ReLU), and a 1x1 convolution with the residual addition as a post-op
-  (the MetaFormer MLPs, ConvMixer's stem and channel mixers);
+  (the MetaFormer MLPs, ConvMixer's stem and channel mixers,
+  EfficientFormerV2's FFNs);
 - for channels-last inputs, those convolutions' weights kept in oneDNN's
   own layout until the weights change;
 - the pooling token mixer as one ``lerp`` over ``x`` (the GroupNorm's
@@ -38,6 +39,7 @@ import torch.nn.functional as F
 
 from ..models.convmixer import (ChannelAffine, ConvActivationNorm,
                                 ConvMixerBlock)
+from ..models.efficientformer_v2 import EfficientFormerV2Block
 from ..models.layers import ConvMlp, PoolingMixer
 from ..models.metaformer import MetaFormerBlock
 
@@ -252,6 +254,35 @@ class _ConvMixerBlock(ConvMixerBlock):
     forward = _guarded(_convmixer_block_forward)
 
 
+# -------------------------------------------------- EfficientFormerV2 --
+def _efficientformer_v2_block_forward(block: EfficientFormerV2Block,
+                                      x: torch.Tensor) -> torch.Tensor:
+    if block.token_mixer is not None:
+        x = x + block.token_mixer(x)
+    mlp = block.mlp
+    hidden = _conv_act(mlp.fc1, mlp.act, x)
+    hidden = mlp.act(mlp.mid(hidden))
+    return _conv_add(mlp.fc2, hidden, x)
+
+
+class _EfficientFormerV2Block(EfficientFormerV2Block):
+    forward = _guarded(_efficientformer_v2_block_forward)
+
+
+def _fusable_efficientformer_v2_block(block: nn.Module) -> bool:
+    """The deploy form of a block (BatchNorms, layer scales, drop path and
+    dropout gone): its FFN's first 1x1 conv takes the activation, its
+    last the residual addition."""
+    mlp = block.mlp
+    plain = (mlp.norm1, mlp.mid_norm, mlp.norm2, mlp.drop, block.drop_path,
+             block.layer_scale2) + ((block.layer_scale1, )
+                                    if block.token_mixer is not None else ())
+    return (type(block) is EfficientFormerV2Block
+            and all(isinstance(m, nn.Identity) for m in plain)
+            and _fusable_conv(mlp.fc1) and _fusable_conv(mlp.fc2)
+            and _post_op(mlp.act) is not None)
+
+
 # ------------------------------------------ depthwise conv backward --
 class DepthwiseConv2d(nn.Conv2d):
     """A stride-1, same-padded depthwise convolution whose CPU training
@@ -345,6 +376,9 @@ def optimize(model: nn.Module) -> nn.Module:
             module.__class__ = _PoolingBlock
         elif type(module) is ConvMixerBlock:
             module.__class__ = _ConvMixerBlock
+        elif type(module) is EfficientFormerV2Block and (
+                _fusable_efficientformer_v2_block(module)):
+            module.__class__ = _EfficientFormerV2Block
         elif type(module) is ConvActivationNorm and _fusable_conv(
                 module.conv) and _post_op(module.act_norm.act) is not None:
             module.__class__ = _ConvActivationNorm
