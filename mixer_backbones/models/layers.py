@@ -284,6 +284,7 @@ class ConvMlp(nn.Module):
             :func:`build_norm`). Defaults to None (no norm).
         drop (float): Dropout after the activation and at the end.
             Defaults to 0.
+        bias (bool): Biases in the convs. Defaults to True.
     """
 
     def __init__(self,
@@ -291,13 +292,14 @@ class ConvMlp(nn.Module):
                  hidden_channels: int,
                  act_cfg: CfgType = 'gelu',
                  norm_cfg: Optional[dict] = None,
-                 drop: float = 0.) -> None:
+                 drop: float = 0.,
+                 bias: bool = True) -> None:
         super().__init__()
-        self.fc1 = nn.Conv2d(in_channels, hidden_channels, 1)
+        self.fc1 = nn.Conv2d(in_channels, hidden_channels, 1, bias=bias)
         self.norm1 = build_norm(norm_cfg, hidden_channels)
         self.act = build_activation(act_cfg)
         self.drop1 = nn.Dropout(drop) if drop > 0 else nn.Identity()
-        self.fc2 = nn.Conv2d(hidden_channels, in_channels, 1)
+        self.fc2 = nn.Conv2d(hidden_channels, in_channels, 1, bias=bias)
         self.norm2 = build_norm(norm_cfg, in_channels)
         self.drop2 = nn.Dropout(drop) if drop > 0 else nn.Identity()
 
@@ -322,7 +324,8 @@ class ConvMlp(nn.Module):
             raise RuntimeError('fold the norms before the layer scale')
         with torch.no_grad():
             self.fc2.weight.mul_(scale.view(-1, 1, 1, 1))
-            self.fc2.bias.mul_(scale)
+            if self.fc2.bias is not None:
+                self.fc2.bias.mul_(scale)
 
 
 def fold_batchnorm(conv: nn.Conv2d, bn: _BatchNorm) -> nn.Conv2d:

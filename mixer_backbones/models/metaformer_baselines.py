@@ -11,13 +11,16 @@ Every block is ``x = rs * x + mixer(norm(x))`` and ``x = rs * x +
 mlp(norm(x))``, with bias-free norms, a StarReLU MLP without biases and a
 residual scale (``rs``) in stages 2-3.
 
-The blocks run channels last, (N, H, W, C), as the authors' code does:
-the MLPs and the separable convs' pointwise layers are then plain matrix
-products, the norms normalise the last dimensions, attention reads the
-tokens without a copy, and the depthwise convs and pooling see a
-channels-last NCHW view. Each stage takes and returns NCHW tensors (views
-of the same memory), so the outputs are ordinary NCHW feature maps in the
-channels-last memory format.
+ConvFormer's and CAFormer's blocks run channels last, (N, H, W, C), as
+the authors' code does: the MLPs and the separable convs' pointwise layers
+are plain matrix products, the channel norms normalise the last dimension,
+attention reads the tokens without a copy and the depthwise convs see a
+channels-last NCHW view; each stage takes and returns NCHW tensors (views
+of the same memory). IdentityFormer's and PoolFormerV2's blocks run in
+NCHW, as PoolFormer's: their norm normalises over (C, H, W) and their
+mixer pools over (H, W), which GroupNorm and pooling kernels do fastest on
+NCHW memory; their MLPs are 1x1 convolutions (the authors' linear weights
+reshaped on loading).
 
 RandFormer is not provided: its frozen random mixing matrix is defined on
 the 196 (stage 2) and 49 (stage 3) tokens of a 224x224 input only. Running
@@ -37,7 +40,7 @@ import torch.nn.functional as F
 from ..checkpoint import CheckpointError
 from ..registry import MODELS
 from .base import MeanTokens, StateDict, collect_renamed
-from .layers import StarReLU, build_activation
+from .layers import ConvMlp, PoolingMixer, StarReLU, build_activation
 from .metaformer import (MetaFormerBackbone, MetaFormerBlock, MetaFormerStage,
                          drop_path_rates)
 from .validation import check_arguments
@@ -62,26 +65,32 @@ class ChannelLayerNorm(nn.LayerNorm):
 
 class SampleNorm(nn.Module):
     """Normalise each sample over all its tokens and channels (GroupNorm
-    with one group) on channels-last maps, then scale per channel; no bias.
+    with one group), then scale per channel; no bias.
 
     The "modified layer norm" of IdentityFormer and PoolFormerV2, computed
-    as one ``group_norm`` on the NCHW view (the scale fused in, so that
-    backward keeps only the input).
+    as one ``group_norm`` (the scale fused in, so that backward keeps only
+    the input).
 
     Args:
-        channels (int): Channels (the last dimension).
+        channels (int): Channels.
         eps (float): Added to the variance. Defaults to 1e-6.
+        channels_last (bool): Inputs are (N, H, W, C) maps rather than
+            NCHW. Defaults to False.
     """
 
-    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+    def __init__(self,
+                 channels: int,
+                 eps: float = 1e-6,
+                 channels_last: bool = False) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(channels))
         self.eps = eps
+        self.channels_last = channels_last
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        normed = F.group_norm(
-            x.permute(0, 3, 1, 2), 1, self.weight, eps=self.eps)
-        return normed.to(x.dtype).permute(0, 2, 3, 1)
+        if self.channels_last:
+            return self.forward(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return F.group_norm(x, 1, self.weight, eps=self.eps).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f'{self.weight.numel()}, eps={self.eps}'
@@ -118,31 +127,6 @@ class IdentityMixer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
-
-
-class ChannelsLastPooling(nn.Module):
-    """PoolFormer's pooling mixer, ``avg_pool(x) - x`` (padding excluded
-    from the average), on channels-last maps.
-
-    Args:
-        pool_size (int): Pooling window. Defaults to 3.
-    """
-
-    def __init__(self, pool_size: int = 3) -> None:
-        super().__init__()
-        self.pool_size = pool_size
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = F.avg_pool2d(
-            x.permute(0, 3, 1, 2),
-            self.pool_size,
-            stride=1,
-            padding=self.pool_size // 2,
-            count_include_pad=False)
-        return pooled.permute(0, 2, 3, 1) - x
-
-    def extra_repr(self) -> str:
-        return f'pool_size={self.pool_size}'
 
 
 class SeparableConvMixer(nn.Module):
@@ -231,17 +215,23 @@ class Stem(nn.Module):
 
 class Downsampling(nn.Module):
     """A bias-free channel LayerNorm, then conv 3x3 of stride 2 (padding
-    1): channels last in and out."""
+    1); channels last in and out, or NCHW in and out."""
 
-    def __init__(self, in_channels: int, channels: int) -> None:
+    def __init__(self,
+                 in_channels: int,
+                 channels: int,
+                 channels_last: bool = True) -> None:
         super().__init__()
         self.norm = ChannelLayerNorm(in_channels)
         self.conv = nn.Conv2d(
             in_channels, channels, kernel_size=3, stride=2, padding=1)
+        self.channels_last = channels_last
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.norm(x).permute(0, 3, 1, 2)
-        return self.conv(x).permute(0, 2, 3, 1)
+        if not self.channels_last:
+            x = x.permute(0, 2, 3, 1)
+        x = self.conv(self.norm(x).permute(0, 3, 1, 2))
+        return x.permute(0, 2, 3, 1) if self.channels_last else x
 
 
 # --------------------------------------------------------- backbones --
@@ -251,8 +241,10 @@ class MetaFormerBaseline(MetaFormerBackbone):
     """The skeleton the four baseline families share; a family is this
     class with an arch table, its token mixers (``mixers``: one of
     ``'identity'``, ``'pooling'``, ``'sepconv'``, ``'attention'`` per
-    stage), its block norm (``block_norm``: ``'sample'`` or ``'channel'``)
-    and its ImageNet head (``mlp_head``).
+    stage), its block norm (``block_norm``: ``'sample'`` or ``'channel'``),
+    the layout its blocks run in (``channels_last``; pooling only in NCHW,
+    separable convs and attention only channels last) and its ImageNet head
+    (``mlp_head``).
 
     Args:
         arch (str | dict): A key of the family's ``arch_zoo`` or a dict
@@ -285,6 +277,7 @@ class MetaFormerBaseline(MetaFormerBackbone):
     arch_keys = ('depths', 'widths')
     mixers: Tuple[str, ...] = ()
     block_norm = 'channel'
+    channels_last = True
     mlp_head = False
     pool_size = 3
     sepconv_kernel_size = 7
@@ -337,18 +330,20 @@ class MetaFormerBaseline(MetaFormerBackbone):
         self.stages = nn.ModuleList()
         rates = drop_path_rates(depths, drop_path_rate)
         for i, (depth, width) in enumerate(zip(depths, widths)):
-            downsample = None if i == 0 else Downsampling(widths[i - 1], width)
+            downsample = None if i == 0 else Downsampling(
+                widths[i - 1], width, self.channels_last)
             blocks = [
                 MetaFormerBlock(
                     width,
                     token_mixer=self.build_mixer(self.mixers[i], width),
-                    mlp=LinearMlp(width, int(width * mlp_ratio), act_cfg),
+                    mlp=self.build_mlp(width, int(width * mlp_ratio), act_cfg),
                     norm1=self.build_block_norm(width),
                     norm2=self.build_block_norm(width),
                     layer_scale_init_value=layer_scale_init_value,
                     drop_path=rate,
                     res_scale_init_value=res_scale_init_values[i],
-                    channel_dim=-1) for rate in rates[i]
+                    channel_dim=-1 if self.channels_last else 1)
+                for rate in rates[i]
             ]
             self.stages.append(MetaFormerStage(downsample, blocks))
         self.setup_outputs(widths)
@@ -356,25 +351,37 @@ class MetaFormerBaseline(MetaFormerBackbone):
     def build_mixer(self, kind: str, channels: int) -> nn.Module:
         if kind == 'identity':
             return IdentityMixer()
-        if kind == 'pooling':
-            return ChannelsLastPooling(self.pool_size)
-        if kind == 'sepconv':
+        if kind == 'pooling' and not self.channels_last:
+            return PoolingMixer(self.pool_size)
+        if kind == 'sepconv' and self.channels_last:
             return SeparableConvMixer(
                 channels, kernel_size=self.sepconv_kernel_size)
-        if kind == 'attention':
+        if kind == 'attention' and self.channels_last:
             return GlobalAttention(channels, self.head_dim)
-        raise ValueError(f'{type(self).__name__}: unknown token mixer '
-                         f'{kind!r}')
+        layout = 'channels-last' if self.channels_last else 'NCHW'
+        raise ValueError(f'{type(self).__name__}: no {kind!r} token mixer '
+                         f'for {layout} blocks')
+
+    def build_mlp(self, channels: int, hidden: int,
+                  act_cfg: Union[str, dict]) -> nn.Module:
+        if self.channels_last:
+            return LinearMlp(channels, hidden, act_cfg)
+        return ConvMlp(channels, hidden, act_cfg, bias=False)
 
     def build_block_norm(self, channels: int) -> nn.Module:
         if self.block_norm == 'sample':
-            return SampleNorm(channels)
+            return SampleNorm(channels, channels_last=self.channels_last)
+        if not self.channels_last:
+            raise ValueError(f'{type(self).__name__}: channel LayerNorms '
+                             f'need channels-last blocks')
         return ChannelLayerNorm(channels)
 
     # -------------------------------------------------------- forward ----
     def forward_unit(self, index: int, x: torch.Tensor) -> torch.Tensor:
-        """Stage ``index`` on an NCHW map: its blocks run on the
-        channels-last view, the result is returned as an NCHW view."""
+        """Stage ``index`` on an NCHW map; channels-last blocks run on the
+        (N, H, W, C) view and the result is returned as an NCHW view."""
+        if not self.channels_last:
+            return super().forward_unit(index, x)
         stage = self.stages[index]
         x = stage.downsample(x.permute(0, 2, 3, 1))
         for block in stage.blocks:
@@ -441,8 +448,10 @@ class MetaFormerBaseline(MetaFormerBackbone):
           ``stem.norm``, ``stages.{i}.downsample``, blocks under
           ``stages.{i}.blocks.{j}``, the MLPs and separable convs of the
           convolutional stages as 1x1 convs, ``head.norm``, ``head.fc``.
-        - ``mixer_backbones``: timm's names, with linear layers everywhere
-          and scales as ``*_scale{1,2}.weight``; returned unchanged.
+        - ``mixer_backbones``: timm's names, scales as
+          ``*_scale{1,2}.weight``, and the pointwise layers as linear layers
+          in channels-last blocks (ConvFormer, CAFormer), as 1x1 convs in
+          NCHW blocks (IdentityFormer, PoolFormerV2); returned unchanged.
 
         The classifier (``head.*`` here, as in timm) is ignored on
         loading.
@@ -451,9 +460,11 @@ class MetaFormerBaseline(MetaFormerBackbone):
         keys of no known name pass unchanged and are refused on loading.
         """
         if 'downsample_layers.0.conv.weight' in state_dict:
-            return _convert_sail(state_dict), 'sail-sg'
+            return _pointwise(_convert_sail(state_dict),
+                              cls.channels_last), 'sail-sg'
         if 'stem.conv.weight' in state_dict:
-            converted = _convert_timm(state_dict)
+            converted = _pointwise(
+                _convert_timm(state_dict), cls.channels_last)
             unchanged = list(converted) == list(state_dict) and all(
                 converted[k] is state_dict[k] for k in converted)
             return converted, 'mixer_backbones' if unchanged else 'timm'
@@ -468,18 +479,28 @@ class MetaFormerBaseline(MetaFormerBackbone):
 _BASELINE_NAMES = ('identityformer', 'randformer', 'poolformerv2',
                    'convformer', 'caformer')
 _SCALE = re.compile(r'((?:layer|res)_scale[12])\.scale$')
-# 1x1 convs in timm's convolutional stages, linear layers here.
+# Linear layers in the authors' code and timm's attention stages, 1x1 convs
+# in timm's other stages.
 _POINTWISE = re.compile(r'\.(mlp\.fc[12]|token_mixer\.pwconv[12])\.weight$')
 
 
-def _convert_timm(state_dict: StateDict) -> StateDict:
-    renamed = []
+def _pointwise(state_dict: StateDict, channels_last: bool) -> StateDict:
+    """The pointwise layers' weights as linear (channels-last blocks) or
+    1x1-conv (NCHW blocks) weights, whichever the layout stored."""
+    out = {}
     for key, value in state_dict.items():
-        new = _SCALE.sub(r'\1.weight', key)
-        if _POINTWISE.search(new) and value.dim() == 4:
-            value = value.flatten(1)
-        renamed.append((key, new, value))
-    return collect_renamed(renamed, 'timm')
+        if _POINTWISE.search(key):
+            if channels_last and value.dim() == 4:
+                value = value.flatten(1)
+            elif not channels_last and value.dim() == 2:
+                value = value[:, :, None, None]
+        out[key] = value
+    return out
+
+
+def _convert_timm(state_dict: StateDict) -> StateDict:
+    return collect_renamed(((key, _SCALE.sub(r'\1.weight', key), value)
+                            for key, value in state_dict.items()), 'timm')
 
 
 def _convert_sail(state_dict: StateDict) -> StateDict:
@@ -550,6 +571,7 @@ class IdentityFormer(MetaFormerBaseline):
     published = _POOLFORMER_PUBLISHED
     mixers = ('identity', ) * 4
     block_norm = 'sample'
+    channels_last = False
 
     def __init__(self, arch: Union[str, dict] = 's12', **kwargs) -> None:
         super().__init__(arch, **kwargs)
@@ -583,6 +605,7 @@ class PoolFormerV2(MetaFormerBaseline):
     timm_names = {arch: f'poolformerv2_{arch}' for arch in arch_zoo}
     mixers = ('pooling', ) * 4
     block_norm = 'sample'
+    channels_last = False
 
     def __init__(self, arch: Union[str, dict] = 's12', **kwargs) -> None:
         super().__init__(arch, **kwargs)
