@@ -96,11 +96,11 @@ def fused_ops_available() -> bool:
 
 def _fast_path(x: torch.Tensor, module: nn.Module) -> bool:
     """Whether a fused inference kernel may run for ``module(x)``."""
-    return (not _unavailable and not module.training and x.device.type == 'cpu'
-            and x.dtype == torch.float32
+    return (not _unavailable and not module.training
+            and x.device.type == 'cpu' and x.dtype == torch.float32
             and not (torch.is_grad_enabled() and
-                     (x.requires_grad or any(p.requires_grad
-                                             for p in module.parameters())))
+                     (x.requires_grad or any(
+                         p.requires_grad for p in module.parameters())))
             and not _tracing())
 
 
@@ -150,10 +150,10 @@ def _conv_act(conv: nn.Conv2d, act: nn.Module,
               x: torch.Tensor) -> torch.Tensor:
     """``act(conv(x))`` as one oneDNN convolution."""
     name, algorithm = _post_op(act)
-    return _private_ops()[0](x, _weight(conv,
-                                        x), conv.bias, list(conv.padding),
-                             list(conv.stride), list(conv.dilation),
-                             conv.groups, name, [], algorithm)
+    return _private_ops()[0](x, _weight(conv, x), conv.bias,
+                             list(conv.padding), list(conv.stride),
+                             list(conv.dilation), conv.groups, name, [],
+                             algorithm)
 
 
 def _conv_add(conv: nn.Conv2d, x: torch.Tensor,
@@ -192,7 +192,8 @@ def _inverse_std(x: torch.Tensor, eps: float) -> torch.Tensor:
     return rstd.view(batch, 1, 1, 1)
 
 
-def _pooling_forward(block: MetaFormerBlock, x: torch.Tensor) -> torch.Tensor:
+def _pooling_forward(block: MetaFormerBlock,
+                     x: torch.Tensor) -> torch.Tensor:
     # pool(GN(x)) - GN(x) = (gamma / sigma) * (pool(x) - x) for one
     # group: the mean and the shift cancel, as pooling without padding
     # keeps constants. With the layer scale, one lerp over x.
@@ -224,11 +225,13 @@ def _fusable_pooling_block(block: nn.Module) -> bool:
             and isinstance(block.res_scale2, nn.Identity)
             and (isinstance(norm, nn.Identity) or
                  (isinstance(norm, nn.GroupNorm) and norm.num_groups == 1
-                  and norm.affine)) and isinstance(mlp, ConvMlp) and all(
-                      isinstance(m, nn.Identity)
-                      for m in (mlp.norm1, mlp.norm2, mlp.drop1, mlp.drop2))
-            and _post_op(mlp.act) is not None and _fusable_conv(mlp.fc1)
-            and _fusable_conv(mlp.fc2))
+                  and norm.affine))
+            and isinstance(mlp, ConvMlp)
+            and all(
+                isinstance(m, nn.Identity)
+                for m in (mlp.norm1, mlp.norm2, mlp.drop1, mlp.drop2))
+            and _post_op(mlp.act) is not None
+            and _fusable_conv(mlp.fc1) and _fusable_conv(mlp.fc2))
 
 
 # ---------------------------------------------------------- ConvMixer --
@@ -279,13 +282,12 @@ def _fusable_efficientformer_v2_block(block: nn.Module) -> bool:
     last the residual addition."""
     mlp = block.mlp
     plain = (mlp.norm1, mlp.mid_norm, mlp.norm2, mlp.drop, block.drop_path,
-             block.layer_scale2) + (
-                 (block.layer_scale1, ) if block.token_mixer is not None else
-                 ())
+             block.layer_scale2) + ((block.layer_scale1, )
+                                    if block.token_mixer is not None else ())
     return (type(block) is EfficientFormerV2Block
-            and all(isinstance(m, nn.Identity)
-                    for m in plain) and _fusable_conv(mlp.fc1)
-            and _fusable_conv(mlp.fc2) and _post_op(mlp.act) is not None)
+            and all(isinstance(m, nn.Identity) for m in plain)
+            and _fusable_conv(mlp.fc1) and _fusable_conv(mlp.fc2)
+            and _post_op(mlp.act) is not None)
 
 
 # ------------------------------------------ depthwise conv backward --
@@ -307,7 +309,8 @@ class DepthwiseConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (self.kernel_size[0] % 2 == 1 and x.device.type == 'cpu'
-                and x.dtype == torch.float32 and torch.is_grad_enabled()
+                and x.dtype == torch.float32
+                and torch.is_grad_enabled()
                 and (x.requires_grad or self.weight.requires_grad)
                 and not torch.is_autocast_enabled('cpu') and not _tracing()):
             return _DepthwiseConv.apply(x, self.weight, self.bias,
@@ -319,10 +322,10 @@ def _plain_depthwise(conv: nn.Module) -> bool:
     if type(conv) is not nn.Conv2d:
         return False
     kernel = conv.kernel_size
-    return (kernel[0] == kernel[1] and kernel[0] % 2 == 1
-            and conv.groups == conv.in_channels == conv.out_channels
-            and conv.stride == (1, 1) and conv.dilation == (1, 1)
-            and conv.padding_mode == 'zeros'
+    return (kernel[0] == kernel[1]
+            and kernel[0] % 2 == 1 and conv.groups == conv.in_channels ==
+            conv.out_channels and conv.stride == (1, 1)
+            and conv.dilation == (1, 1) and conv.padding_mode == 'zeros'
             and conv.padding in ('same', (kernel[0] // 2, ) * 2))
 
 
@@ -372,7 +375,7 @@ class _PointwiseLinear(nn.Linear):
                         self.bias).permute(0, 2, 3, 1)
 
 
-def _pointwise_linears(module: nn.Module):
+def _pointwise_linears(module: nn.Module) -> list:
     """The plain ``nn.Linear`` children of the baselines' channels-last
     modules."""
     if not isinstance(module,
@@ -398,8 +401,8 @@ def optimize(model: nn.Module) -> nn.Module:
             linear.__class__ = _PointwiseLinear
         if not fused:
             continue
-        if isinstance(module,
-                      MetaFormerBlock) and _fusable_pooling_block(module):
+        if isinstance(module, MetaFormerBlock) and _fusable_pooling_block(
+                module):
             module.__class__ = _PoolingBlock
         elif type(module) is ConvMixerBlock:
             module.__class__ = _ConvMixerBlock
