@@ -379,3 +379,30 @@ def test_deploy_form_is_exact():
         after = model.switch_to_deploy()(x)
     for a, b in zip(after, before):
         assert_close_to_scale(a, b, 1e-6)
+
+
+def test_cpu_pointwise_path_keeps_outputs_and_gradients():
+    """``ops.cpu.optimize`` runs the channels-last pointwise layers as 1x1
+    convolutions: same outputs and gradients, also in training."""
+    from mixer_backbones.ops import cpu
+    tiny = dict(depths=[1, 1, 1, 1], widths=[8, 16, 32, 64])
+    x = torch.randn(2, 3, 61, 83)
+    results = []
+    for optimized in (False, True):
+        torch.manual_seed(0)
+        model = CAFormer(tiny).train()
+        if optimized:
+            cpu.optimize(model)
+            swapped = [
+                m for m in model.modules()
+                if type(m).__name__ == '_PointwiseLinear'
+            ]
+            assert len(swapped) == 4 * 4  # 2 per MLP, 2 per mixer
+        outs = model(x)
+        sum(o.pow(2).mean() for o in outs).backward()
+        results.append((outs, [p.grad.clone() for p in model.parameters()]))
+    (outs, grads), (outs_cpu, grads_cpu) = results
+    for a, b in zip(outs_cpu, outs):
+        assert_close_to_scale(a, b, 1e-5)
+    for a, b in zip(grads_cpu, grads):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-6)
