@@ -406,3 +406,16 @@ def test_cpu_pointwise_path_keeps_outputs_and_gradients():
         assert_close_to_scale(a, b, 1e-5)
     for a, b in zip(grads_cpu, grads):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-6)
+
+
+def test_sample_norm_in_either_layout():
+    from mixer_backbones.models.metaformer_baselines import SampleNorm
+    x = torch.randn(2, 5, 7, 9)
+    nchw, last = SampleNorm(5), SampleNorm(5, channels_last=True)
+    with torch.no_grad():
+        nchw.weight.uniform_(0.5, 1.5)
+        last.weight.copy_(nchw.weight)
+        expected = F.group_norm(x, 1, nchw.weight, eps=1e-6)
+        assert_close_to_scale(nchw(x), expected, 1e-6)
+        assert_close_to_scale(
+            last(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), expected, 1e-6)

@@ -88,9 +88,9 @@ class SampleNorm(nn.Module):
         self.channels_last = channels_last
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:
-            return self.forward(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        return F.group_norm(x, 1, self.weight, eps=self.eps).to(x.dtype)
+        nchw = x.permute(0, 3, 1, 2) if self.channels_last else x
+        out = F.group_norm(nchw, 1, self.weight, eps=self.eps).to(x.dtype)
+        return out.permute(0, 2, 3, 1) if self.channels_last else out
 
     def extra_repr(self) -> str:
         return f'{self.weight.numel()}, eps={self.eps}'
