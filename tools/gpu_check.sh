@@ -113,11 +113,12 @@ grep -E '(passed|failed|skipped|error)' "$out/tests_gpu.log" | tail -n 1 |
 
 say ""
 say "## tools/benchmark.py, bf16 autocast, batch 1 (ms; peak GPU memory MiB)"
-# One arch of each family: the first of its arch table.
+# One arch of each family that timm implements: the first of its table.
 families=$("$PYTHON" -c '
 from mixer_backbones.models import FAMILIES
 for name, family in FAMILIES.items():
-    print(name, next(iter(family.arch_zoo)))')
+    if family.timm_names:
+        print(name, next(iter(family.timm_names)))')
 while read -r family arch; do
   for size in "800 1344" "512 512"; do
     tag="${family}_${arch}_${size// /x}"
