@@ -30,8 +30,9 @@ class MetaFormerBlock(nn.Module):
     ``x = rs2 * x + drop_path(ls2 * mlp(norm2(x)))``.
 
     The block works in the layout its modules work in: NCHW maps in
-    PoolFormer and EfficientFormer (``channel_dim=1``), channels-last
-    (N, H, W, C) maps in the MetaFormer baselines (``channel_dim=-1``).
+    PoolFormer, EfficientFormer, IdentityFormer and PoolFormerV2
+    (``channel_dim=1``), channels-last (N, H, W, C) maps in ConvFormer and
+    CAFormer (``channel_dim=-1``).
 
     Args:
         channels (int): Channels of the block.
