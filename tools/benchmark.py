@@ -273,11 +273,16 @@ def build_variants(args) -> Dict[str, dict]:
             entry.update(model=model, features=None, run=GemmFloor(model))
         elif name in ('timm', 'timm_channels_last'):
             # Each variant owns its model: memory formats must not leak.
+            # It returns the same stage outputs as ours (forward_features
+            # and hooks), so that the training step's loss and backward
+            # cover the same tensors in both.
             model = copy.deepcopy(reference)
+            features = functools.partial(
+                timm_features, indices=ours.out_indices)
             entry.update(
                 model=model,
-                features=lambda m, x: timm_features(m, x, ours.out_indices),
-                run=model.forward_features)
+                features=lambda m, x: features(m, x),
+                run=functools.partial(features, model))
         elif name in ('mmpretrain', 'mmpretrain_channels_last'):
             try:
                 model = mmpretrain_model(family, arch, ours)
