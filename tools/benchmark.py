@@ -281,7 +281,7 @@ def build_variants(args) -> Dict[str, dict]:
                 timm_features, indices=ours.out_indices)
             entry.update(
                 model=model,
-                features=lambda m, x: features(m, x),
+                features=features,
                 run=functools.partial(features, model))
         elif name in ('mmpretrain', 'mmpretrain_channels_last'):
             try:

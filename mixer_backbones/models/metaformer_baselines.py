@@ -251,8 +251,9 @@ class MetaFormerBaseline(MetaFormerBackbone):
     (``mlp_head``).
 
     Args:
-        arch (str | dict): A key of the family's ``arch_zoo`` or a dict
-            with keys ``depths`` and ``widths`` (four stages).
+        arch (str | dict, optional): A key of the family's ``arch_zoo`` or
+            a dict with keys ``depths`` and ``widths`` (four stages).
+            Defaults to None (the family's first, smallest arch).
         in_channels (int): Input channels. Defaults to 3.
         out_indices (Sequence[int] | int): Stages (0-3, negative allowed)
             whose outputs are returned, at strides 4, 8, 16 and 32.
@@ -291,7 +292,7 @@ class MetaFormerBaseline(MetaFormerBackbone):
     min_input_size = 3
 
     def __init__(self,
-                 arch: Union[str, dict],
+                 arch: Union[str, dict, None] = None,
                  in_channels: int = 3,
                  out_indices: Union[int, Sequence[int]] = (0, 1, 2, 3),
                  frozen_stages: int = -1,
@@ -319,7 +320,8 @@ class MetaFormerBaseline(MetaFormerBackbone):
             layer_scale_init_value=layer_scale_init_value,
             res_scale_init_values=res_scale_init_values,
             mlp_ratio=mlp_ratio)
-        settings = self.init_arch(arch)
+        settings = self.init_arch(
+            next(iter(self.arch_zoo)) if arch is None else arch)
         depths, widths = settings['depths'], settings['widths']
         num_stages = len(self.mixers)
         if len(depths) != num_stages or len(widths) != num_stages:
@@ -577,9 +579,6 @@ class IdentityFormer(MetaFormerBaseline):
     block_norm = 'sample'
     channels_last = False
 
-    def __init__(self, arch: Union[str, dict] = 's12', **kwargs) -> None:
-        super().__init__(arch, **kwargs)
-
 
 @MODELS.register_module()
 class PoolFormerV2(MetaFormerBaseline):
@@ -610,9 +609,6 @@ class PoolFormerV2(MetaFormerBaseline):
     mixers = ('pooling', ) * 4
     block_norm = 'sample'
     channels_last = False
-
-    def __init__(self, arch: Union[str, dict] = 's12', **kwargs) -> None:
-        super().__init__(arch, **kwargs)
 
 
 @MODELS.register_module()
@@ -647,9 +643,6 @@ class ConvFormer(MetaFormerBaseline):
     timm_names = {arch: f'convformer_{arch}' for arch in arch_zoo}
     mixers = ('sepconv', ) * 4
     mlp_head = True
-
-    def __init__(self, arch: Union[str, dict] = 's18', **kwargs) -> None:
-        super().__init__(arch, **kwargs)
 
 
 @MODELS.register_module()
@@ -689,6 +682,3 @@ class CAFormer(MetaFormerBaseline):
     timm_names = {arch: f'caformer_{arch}' for arch in arch_zoo}
     mixers = ('sepconv', 'sepconv', 'attention', 'attention')
     mlp_head = True
-
-    def __init__(self, arch: Union[str, dict] = 's18', **kwargs) -> None:
-        super().__init__(arch, **kwargs)
