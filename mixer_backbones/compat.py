@@ -16,7 +16,9 @@ apply to our tools and to mmdet's and mmseg's own tools alike:
    loading anyway).
 2. **Process groups at exit.** A gloo process group left to interpreter
    teardown can abort a finished run; :func:`apply` registers
-   ``mixer_backbones.engine.shutdown_distributed`` with ``atexit``.
+   ``mixer_backbones.engine.shutdown_distributed`` with ``atexit``. (After
+   a DDP model that is not enough; our tools end with
+   ``engine.end_distributed_process``.)
 
 :func:`apply` is called once by ``mixer_backbones/__init__.py``.
 """

@@ -4,10 +4,12 @@ Kept in the package (not in ``tools/``) so that every entry point applies
 the same rules: where the work directory goes, what ``--amp`` and
 ``--resume`` mean, and how a launch without GPUs is made to work.
 """
+import atexit
 import logging
 import os
 import os.path as osp
 import subprocess
+import sys
 from typing import Optional
 
 import torch
@@ -216,15 +218,53 @@ def keep_freed_memory(cpu_only: bool = True) -> bool:
     return applied
 
 
+# Whether this process has been in a process group (see
+# end_distributed_process).
+_left_process_group = False
+
+
 def shutdown_distributed() -> None:
     """Leave the process group, if any, before the interpreter exits.
 
     mmengine never destroys it; a gloo group left to the interpreter's
     teardown can abort the process after its work is done ("terminate
-    called without an active exception"), failing a finished run.
+    called without an active exception"), failing a finished run. After
+    a ``DistributedDataParallel`` model this is not enough: see
+    :func:`end_distributed_process`.
     """
+    global _left_process_group
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+        _left_process_group = True
+
+
+def end_distributed_process() -> None:
+    """End a finished distributed run's process without interpreter
+    teardown; nothing happens outside a distributed run.
+
+    Once a model has been wrapped in ``DistributedDataParallel``, torch
+    keeps the gloo backend alive after ``destroy_process_group`` (DDP's
+    reducer holds it from C++), so its worker threads outlive the group. A
+    worker still releasing the last reference to a collective's
+    Python-owned tensors when the interpreter starts its teardown cannot
+    take the GIL and aborts the process ("terminate called without an
+    active exception", SIGABRT) after the run has finished and reported,
+    and the launcher fails the job: about 1 in 13 runs of
+    ``tools/dist_test.sh`` with 2 CPU processes (torch 2.14.1). So the
+    tools end such a process here: the exit handlers run (the process
+    group is destroyed by one of them) with the interpreter intact, the
+    log handlers and streams are flushed, and ``os._exit(0)`` skips the
+    teardown. The runner has closed its visualizer and log files in its
+    ``after_run`` hooks already. Call it only after a run that succeeded.
+    """
+    if not (_left_process_group or
+            (dist.is_available() and dist.is_initialized())):
+        return
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def fetch_pretrained(cfg: Config) -> None:

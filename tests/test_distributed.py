@@ -62,6 +62,41 @@ def test_two_process_train_and_test_on_cpu(toy_coco, tmp_path):
     assert metric_values(result.stdout, r'coco/bbox_mAP:')
 
 
+END_PROCESS = '''
+import atexit
+import torch
+import torch.distributed as dist
+from mixer_backbones.engine import (end_distributed_process,
+                                    shutdown_distributed)
+atexit.register(print, 'exit handlers ran')
+dist.init_process_group('gloo', init_method='tcp://127.0.0.1:{port}',
+                        rank=0, world_size=1)
+model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(2, 2))
+objects = [None]
+dist.all_gather_object(objects, {{'metric': 1.0}})
+shutdown_distributed()
+assert not dist.is_initialized()
+print('run finished', flush=False)
+end_distributed_process()
+print('not reached')
+'''
+
+
+def test_end_distributed_process_skips_only_the_teardown():
+    """After a DDP model the gloo worker threads outlive the group; the
+    tools leave such a process with the exit handlers run and the output
+    flushed, status 0, and without interpreter teardown."""
+    result = run_tool('-c', END_PROCESS.format(port=free_port()))
+    assert 'run finished' in result.stdout
+    assert 'exit handlers ran' in result.stdout
+    assert 'not reached' not in result.stdout
+
+
+def test_end_distributed_process_outside_a_run_returns():
+    from mixer_backbones.engine import end_distributed_process
+    end_distributed_process()
+
+
 def test_worker_error_reaches_the_launcher_summary(toy_coco, tmp_path):
     config = toy_config(RETINANET, toy_coco, tmp_path)
     result, _ = dist_train(

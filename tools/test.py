@@ -8,8 +8,9 @@ import argparse
 from mmengine.config import DictAction
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from mixer_backbones.engine import (build_runner, keep_freed_memory,
-                                    load_config, shutdown_distributed)
+from mixer_backbones.engine import (build_runner, end_distributed_process,
+                                    keep_freed_memory, load_config,
+                                    shutdown_distributed)
 
 
 def parse_args(argv=None):
@@ -57,3 +58,5 @@ def main(argv=None):
 
 if __name__ == '__main__':
     main()
+    # See end_distributed_process: a finished run must not abort at exit.
+    end_distributed_process()
