@@ -112,14 +112,20 @@ time.sleep(120)
 '''
 
 
-def test_live_lock_is_refused_naming_the_holder(tmp_path):
+def start_lock_holder(work_dir):
+    """A process holding ``work_dir``'s lock, once this returns."""
     holder = subprocess.Popen([sys.executable, '-c', HOLD_LOCK,
-                               str(tmp_path)],
+                               str(work_dir)],
                               cwd=ROOT,
                               stdout=subprocess.PIPE,
                               text=True)
+    assert holder.stdout.readline().strip() == 'locked'
+    return holder
+
+
+def test_live_lock_is_refused_naming_the_holder(tmp_path):
+    holder = start_lock_holder(tmp_path)
     try:
-        assert holder.stdout.readline().strip() == 'locked'
         with pytest.raises(RuntimeError) as error:
             runs.WorkDirLock(str(tmp_path)).acquire()
         message = str(error.value)
@@ -134,6 +140,28 @@ def test_live_lock_is_refused_naming_the_holder(tmp_path):
     assert json.load(open(lock.path))['pid'] == os.getpid()
     lock.release()
     assert not osp.exists(lock.path)
+
+
+def _is_zombie(pid):
+    with open(f'/proc/{pid}/stat') as f:
+        return f.read().rpartition(')')[2].split()[0] == 'Z'
+
+
+def test_lock_of_a_killed_unreaped_holder_is_taken_over(tmp_path):
+    """A holder killed but not reaped (a zombie, as a killed worker stays in
+    a container whose init reaps nothing) no longer holds the lock."""
+    holder = start_lock_holder(tmp_path)
+    try:
+        holder.kill()
+        # Not waited for: the pid stays, as a zombie.
+        deadline = time.time() + 30
+        while not _is_zombie(holder.pid) and time.time() < deadline:
+            time.sleep(0.05)
+        assert _is_zombie(holder.pid)
+        with runs.WorkDirLock(str(tmp_path)) as lock:
+            assert json.load(open(lock.path))['pid'] == os.getpid()
+    finally:
+        holder.wait()
 
 
 def test_stale_lock_of_a_dead_pid_is_taken_over(tmp_path):
@@ -156,13 +184,8 @@ def test_lock_of_another_host_is_not_taken_over(tmp_path):
 
 def test_train_refuses_a_work_dir_in_use(tmp_path):
     pytest.importorskip('mmdet')
-    holder = subprocess.Popen([sys.executable, '-c', HOLD_LOCK,
-                               str(tmp_path)],
-                              cwd=ROOT,
-                              stdout=subprocess.PIPE,
-                              text=True)
+    holder = start_lock_holder(tmp_path)
     try:
-        assert holder.stdout.readline().strip() == 'locked'
         result = run_tool(
             'tools/train.py',
             'configs/poolformer/retinanet_poolformer-s12_fpn_1x_coco.py',

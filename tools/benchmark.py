@@ -25,10 +25,12 @@ variant. Next to every
 timing, the largest difference of the variant's stage outputs from the
 first variant's (``ours`` by default), relative to their scale
 (``max|a - b| / max|b|``): a speed-up only counts when that column is at
-float rounding. Memory: the peak GPU memory on CUDA;
-on the CPU the bytes saved for backward by one training step. Like timm's
-``forward_features``, our variants run the stem and units without the
-output norms or ConvMixer's pyramid unless ``--full`` is given. On the
+float rounding. Memory: on CUDA the peak GPU memory of one training
+step above what is resident before it (the weights and gradients of
+every variant); on the CPU the bytes saved for backward by one training
+step. Like timm's ``forward_features``, our variants run the stem and
+units without the output norms or ConvMixer's pyramid unless ``--full``
+is given. On the
 CPU, glibc's malloc is set to keep freed memory
 (``mixer_backbones.engine.keep_freed_memory``, as our train and test tools
 do) for every variant alike; ``MIXER_MALLOC_TUNING=0`` times its defaults.
@@ -289,11 +291,13 @@ def build_variants(args) -> Dict[str, dict]:
             except (ImportError, ValueError) as err:
                 entry['note'] = f'cannot build: {err}'
                 return entry
+            # The same stage outputs as ours, as for timm.
+            features = functools.partial(
+                mmpretrain_units, family, indices=ours.out_indices)
             entry.update(
                 model=model,
-                features=lambda m, x: mmpretrain_units(
-                    family, m, x, ours.out_indices),
-                run=lambda x, m=model: mmpretrain_units(family, m, x))
+                features=features,
+                run=functools.partial(features, model))
         else:
             raise SystemExit(f'unknown variant {name!r}')
         entry['channels_last'] = name.endswith('channels_last')
@@ -401,10 +405,14 @@ def main(argv=None):
                 images_per_s=args.batch * 1e3 / statistics.median(ms))
             if mode == 'train':
                 if device.type == 'cuda':
+                    # Above what is resident (every variant's weights and
+                    # gradients), so that each figure is its own step's.
+                    torch.cuda.synchronize()
+                    resident = torch.cuda.memory_allocated()
                     torch.cuda.reset_peak_memory_stats()
                     step(entry['run'], inp)
                     results[name][mode]['peak_gpu_mib'] = (
-                        torch.cuda.max_memory_allocated() / 2**20)
+                        torch.cuda.max_memory_allocated() - resident) / 2**20
                 else:
                     results[name][mode]['saved_for_backward_mib'] = (
                         saved_bytes(lambda: step(entry['run'], inp)) / 2**20)

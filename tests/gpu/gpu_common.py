@@ -33,6 +33,12 @@ def every_arch():
             for arch in family.arch_zoo if arch in family.timm_names]
 
 
+def archs_without_timm():
+    """``(family, arch)`` for the archs timm does not implement."""
+    return [(name, arch) for name, family in FAMILIES.items()
+            for arch in family.arch_zoo if arch not in family.timm_names]
+
+
 @functools.lru_cache(maxsize=1)
 def timm_pair(family_name: str, arch: str) -> Tuple[nn.Module, nn.Module]:
     """Ours and timm's model for ``arch`` on the GPU, ours carrying timm's

@@ -5,8 +5,11 @@ from contextlib import nullcontext
 
 import pytest
 import torch
-from gpu_common import (every_arch, raw_features, relative_difference,
-                        requires_cuda, timm_features, timm_pair)
+from gpu_common import (archs_without_timm, every_arch, raw_features,
+                        relative_difference, requires_cuda, timm_features,
+                        timm_pair)
+
+from mixer_backbones.models import FAMILIES
 
 pytestmark = requires_cuda
 timm = pytest.importorskip('timm')
@@ -102,3 +105,26 @@ def _autocast_eval(model, features, x, dtype):
     model.eval()
     with torch.autocast('cuda', dtype=DTYPES[dtype]):
         return [o.float() for o in features(model, x)]
+
+
+@pytest.mark.parametrize('family, arch', archs_without_timm())
+def test_without_a_timm_model_runs_in_every_dtype(family, arch):
+    """Archs timm lacks (IdentityFormer): forward and backward in every
+    dtype, gradients finite, half precision under autocast, and the
+    autocast outputs within the dtype's tolerance of fp32."""
+    torch.manual_seed(0)
+    model = FAMILIES[family](arch, **FAMILIES[family].benchmark_kwargs).cuda()
+    x = torch.randn(2, 3, 224, 224, device='cuda')
+    exact, _ = run(model, raw_features, x, None)
+    for name, dtype in DTYPES.items():
+        outs, grad = run(model, raw_features, x, dtype)
+        assert torch.isfinite(grad).all(), name
+        assert all(
+            torch.isfinite(p.grad).all() for p in model.parameters()
+            if p.grad is not None), name
+        if dtype is not None:
+            assert {o.dtype for o in outs} == {dtype}, name
+        error = relative_difference([o.float() for o in outs],
+                                    [o.float() for o in exact])
+        print(f'{family} {arch} {name}: error vs fp32 {error:.2e}')
+        assert error <= TOLERANCE[name], name
