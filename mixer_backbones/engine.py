@@ -10,7 +10,7 @@ import os
 import os.path as osp
 import subprocess
 import sys
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.distributed as dist
@@ -238,9 +238,10 @@ def shutdown_distributed() -> None:
         _left_process_group = True
 
 
-def end_distributed_process() -> None:
-    """End a finished distributed run's process without interpreter
-    teardown; nothing happens outside a distributed run.
+def end_distributed_process(status: int = 0) -> None:
+    """End a finished distributed run's process with exit ``status``,
+    without interpreter teardown; nothing happens outside a distributed
+    run.
 
     Once a model has been wrapped in ``DistributedDataParallel``, torch
     keeps the gloo backend alive after ``destroy_process_group`` (DDP's
@@ -253,9 +254,11 @@ def end_distributed_process() -> None:
     ``tools/dist_test.sh`` with 2 CPU processes (torch 2.14.1). So the
     tools end such a process here: the exit handlers run (the process
     group is destroyed by one of them) with the interpreter intact, the
-    log handlers and streams are flushed, and ``os._exit(0)`` skips the
+    log handlers and streams are flushed, and ``os._exit`` skips the
     teardown. The runner has closed its visualizer and log files in its
-    ``after_run`` hooks already. Call it only after a run that succeeded.
+    ``after_run`` hooks already. Call it after a run that succeeded, or
+    that stopped on purpose with a status (a pre-empted training's 75,
+    which ``tools/slurm_train.sh`` requeues on): :func:`run_tool_main`.
     """
     if not (_left_process_group or
             (dist.is_available() and dist.is_initialized())):
@@ -264,7 +267,21 @@ def end_distributed_process() -> None:
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(status)
+
+
+def run_tool_main(main: Callable[[], object]) -> None:
+    """Run a tool's ``main()`` and end its process through
+    :func:`end_distributed_process`: with status 0 when it returns, with
+    its status when it stops with ``SystemExit(int)``. Any other exception
+    propagates (the launcher reports it)."""
+    try:
+        main()
+    except SystemExit as stop:
+        if isinstance(stop.code, int):
+            end_distributed_process(stop.code)
+        raise
+    end_distributed_process(0)
 
 
 def fetch_pretrained(cfg: Config) -> None:

@@ -64,29 +64,40 @@ def test_two_process_train_and_test_on_cpu(toy_coco, tmp_path):
 
 END_PROCESS = '''
 import atexit
+import sys
 import torch
 import torch.distributed as dist
-from mixer_backbones.engine import (end_distributed_process,
-                                    shutdown_distributed)
+from mixer_backbones.engine import run_tool_main, shutdown_distributed
 atexit.register(print, 'exit handlers ran')
-dist.init_process_group('gloo', init_method='tcp://127.0.0.1:{port}',
-                        rank=0, world_size=1)
-model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(2, 2))
-objects = [None]
-dist.all_gather_object(objects, {{'metric': 1.0}})
-shutdown_distributed()
-assert not dist.is_initialized()
-print('run finished', flush=False)
-end_distributed_process()
+
+
+def main():
+    dist.init_process_group('gloo', init_method='tcp://127.0.0.1:{port}',
+                            rank=0, world_size=1)
+    model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(2, 2))
+    objects = [None]
+    dist.all_gather_object(objects, {{'metric': 1.0}})
+    shutdown_distributed()
+    assert not dist.is_initialized()
+    print('run finished', flush=False)
+    if {status}:
+        sys.exit({status})
+
+
+run_tool_main(main)
 print('not reached')
 '''
 
 
-def test_end_distributed_process_skips_only_the_teardown():
+@pytest.mark.parametrize('status', [0, 75])
+def test_a_distributed_tool_ends_without_interpreter_teardown(status):
     """After a DDP model the gloo worker threads outlive the group; the
     tools leave such a process with the exit handlers run and the output
-    flushed, status 0, and without interpreter teardown."""
-    result = run_tool('-c', END_PROCESS.format(port=free_port()))
+    flushed, without interpreter teardown, with the run's status (75: a
+    pre-empted training, which slurm_train.sh requeues)."""
+    script = END_PROCESS.format(port=free_port(), status=status)
+    result = run_tool('-c', script, expect_failure=status != 0)
+    assert result.returncode == status
     assert 'run finished' in result.stdout
     assert 'exit handlers ran' in result.stdout
     assert 'not reached' not in result.stdout

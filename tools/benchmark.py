@@ -30,8 +30,7 @@ step above what is resident before it (the weights and gradients of
 every variant); on the CPU the bytes saved for backward by one training
 step. Like timm's ``forward_features``, our variants run the stem and
 units without the output norms or ConvMixer's pyramid unless ``--full``
-is given. On the
-CPU, glibc's malloc is set to keep freed memory
+is given. On the CPU, glibc's malloc is set to keep freed memory
 (``mixer_backbones.engine.keep_freed_memory``, as our train and test tools
 do) for every variant alike; ``MIXER_MALLOC_TUNING=0`` times its defaults.
 """

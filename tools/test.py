@@ -8,8 +8,8 @@ import argparse
 from mmengine.config import DictAction
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from mixer_backbones.engine import (build_runner, end_distributed_process,
-                                    keep_freed_memory, load_config,
+from mixer_backbones.engine import (build_runner, keep_freed_memory,
+                                    load_config, run_tool_main,
                                     shutdown_distributed)
 
 
@@ -57,6 +57,6 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
-    # See end_distributed_process: a finished run must not abort at exit.
-    end_distributed_process()
+    # A finished distributed run must not abort at exit: see
+    # mixer_backbones.engine.end_distributed_process.
+    run_tool_main(main)

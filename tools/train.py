@@ -12,9 +12,9 @@ from mmengine.config import DictAction
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from mixer_backbones.engine import (add_run_state_hook, build_runner,
-                                    check_amp_device, end_distributed_process,
-                                    enable_amp, fetch_pretrained,
-                                    keep_freed_memory, load_config, set_resume,
+                                    check_amp_device, enable_amp,
+                                    fetch_pretrained, keep_freed_memory,
+                                    load_config, run_tool_main, set_resume,
                                     shutdown_distributed)
 from mixer_backbones.runs import WorkDirLock, launch_rank
 
@@ -76,6 +76,6 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
-    # See end_distributed_process: a finished run must not abort at exit.
-    end_distributed_process()
+    # A finished distributed run must not abort at exit: see
+    # mixer_backbones.engine.end_distributed_process.
+    run_tool_main(main)
