@@ -42,12 +42,8 @@ BACKBONE_OVERRIDES = {
 }
 
 
-def smallest_arch(cls):
-    return min(cls.published, key=lambda arch: cls.published[arch]['gmacs'])
-
-
 def family_config(name, kind):
-    arch = smallest_arch(families()[name]).replace('_', '-')
+    arch = families()[name].smallest_arch().replace('_', '-')
     found = glob.glob(osp.join(ROOT, f'configs/{name}/{kind}_*-{arch}_*.py'))
     assert len(found) == 1, (name, kind, arch, found)
     return osp.relpath(found[0], ROOT)

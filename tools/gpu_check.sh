@@ -152,8 +152,7 @@ say "## tools/benchmark.py, bf16 autocast, batch 1 (ms; training memory: peak Mi
 families=$("$PYTHON" -c '
 from mixer_backbones.models import FAMILIES
 for name, family in FAMILIES.items():
-    gmacs = {a: p["gmacs"] for a, p in family.published.items()}
-    arch = min(gmacs, key=gmacs.get)
+    arch = family.smallest_arch()
     others = ("timm" if family.timm_names else "") + (
         " mmpretrain" if family.mmpretrain else "")
     print(name, arch, "ours channels_last", others)')

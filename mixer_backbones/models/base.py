@@ -206,6 +206,12 @@ class BaseDenseBackbone(BaseModule):
 
     # ------------------------------------------------- family queries --
     @classmethod
+    def smallest_arch(cls) -> str:
+        """The arch with the fewest published GMACs (the one the
+        end-to-end tests and the GPU check's benchmark run)."""
+        return min(cls.published, key=lambda a: cls.published[a]['gmacs'])
+
+    @classmethod
     def classifier_head(cls, channels: int,
                         num_classes: int = 1000) -> nn.Module:
         """The ImageNet head the published figures include after the last
